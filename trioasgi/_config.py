@@ -28,22 +28,30 @@ class Config:
     decides how long that is.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-
-    log_level: str = "info"
-    access_log: bool = True
-
+    # -- the application (used where the app is loaded by name) --
+    factory: bool = False
+    app_dir: str = "."
     lifespan: Literal["auto", "on", "off"] = "auto"
     root_path: str = ""
 
-    timeout_keep_alive: float = 5.0
-    timeout_graceful_shutdown: float | None = 30.0
+    # -- binding --
+    host: str = "127.0.0.1"
+    port: int = 8000
 
+    # -- HTTP --
     h11_max_incomplete_event_size: int = 16 * 1024
-
     server_header: bool = True
     date_header: bool = True
+
+    # -- timeouts --
+    timeout_keep_alive: float = 5.0
+    timeout_request_header: float = 10.0
+    timeout_graceful_shutdown: float | None = 30.0
+    timeout_lifespan: float = 60.0
+
+    # -- logging --
+    log_level: str = "info"
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -58,13 +66,13 @@ class Config:
             )
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
-        if self.root_path and (
-            not self.root_path.startswith("/") or self.root_path.endswith("/")
-        ):
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(
                 f"root path must start with '/' and not end with one, not {self.root_path!r}"
             )
-        _check_positive("timeout keep-alive", self.timeout_keep_alive)
+        _check_positive("keep-alive timeout", self.timeout_keep_alive)
+        _check_positive("request header timeout", self.timeout_request_header)
+        _check_positive("lifespan timeout", self.timeout_lifespan)
         if self.timeout_graceful_shutdown is not None:
             _check_positive("graceful shutdown timeout", self.timeout_graceful_shutdown, zero=True)
         if self.h11_max_incomplete_event_size < 1024:

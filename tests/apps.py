@@ -1,0 +1,63 @@
+"""Small ASGI apps the tests serve."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+async def start(send: Any, status: int = 200, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers or []})
+
+
+async def hello(scope: dict, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return  # no lifespan support: the server runs without it
+    await start(send, 200, [(b"content-type", b"text/plain"), (b"content-length", b"5")])
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def read_body(receive: Any) -> tuple[bytes, list[dict]]:
+    """The whole request body, and every message it came in."""
+    messages = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        body += message["body"]
+        if not message.get("more_body", False):
+            break
+    return body, messages
+
+
+async def echo(scope: dict, receive: Any, send: Any) -> None:
+    """Answers with the request body, and the scope (minus bytes) as a header."""
+    if scope["type"] != "http":
+        return
+    body, _ = await read_body(receive)
+    await start(send, 200, [(b"content-length", str(len(body)).encode())])
+    await send({"type": "http.response.body", "body": body})
+
+
+def scope_as_json(scope: dict) -> bytes:
+    def plain(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return value.decode("latin-1")
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(plain(scope)).encode()
+
+
+async def show_scope(scope: dict, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    body = scope_as_json(scope)
+    await start(send, 200, [(b"content-type", b"application/json")])
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real server on 127.0.0.1 port 0, and a connection over memory streams."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trioasgi
+from trioasgi._context import ServerContext
+from trioasgi._http11 import HTTPConnection
+
+
+class RunningServer:
+    """A server started with ``serve()`` in a test's nursery."""
+
+    def __init__(self, host: str, port: int, cancel_scope: trio.CancelScope) -> None:
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.cancel_scope = cancel_scope
+        self.stopped = trio.Event()
+
+    async def connect(self) -> trio.SocketStream:
+        return await trio.open_tcp_stream(self.host, self.port)
+
+    def stop(self) -> None:
+        """Start the graceful shutdown, as cancelling serve()'s caller does."""
+        self.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: Callable[..., Any], **settings: Any) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` on a free loopback port for the body of the ``async with``."""
+    settings.setdefault("port", 0)
+    config = trioasgi.Config(**settings)
+    async with trio.open_nursery() as nursery:
+        server_scope = trio.CancelScope()
+        server: RunningServer | None = None
+
+        async def run(task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+            with server_scope:
+                await trioasgi.serve(app, config, task_status=task_status)
+            assert server is not None
+            server.stopped.set()
+
+        addresses = await nursery.start(run)
+        host, port = addresses[0]
+        server = RunningServer(host, port, server_scope)
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def server_factory() -> Callable[..., contextlib.AbstractAsyncContextManager[RunningServer]]:
+    return running_server
+
+
+async def read_until_closed(stream: trio.abc.ReceiveStream, limit: int = 10_000_000) -> bytes:
+    """Everything the peer sends until it closes (or resets) the connection."""
+    chunks = []
+    size = 0
+    while size < limit:
+        try:
+            chunk = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class MemoryConnection:
+    """An :class:`HTTPConnection` served over an in-memory stream pair, for unit tests."""
+
+    def __init__(self, app: Callable[..., Any], nursery: trio.Nursery, **settings: Any) -> None:
+        self.client, server_stream = trio.testing.memory_stream_pair()
+        ctx = ServerContext(app=app, config=trioasgi.Config(**settings))
+        self.connection = HTTPConnection(
+            server_stream, ctx, client=("127.0.0.1", 50000), server=("127.0.0.1", 8000)
+        )
+        self.finished = trio.Event()
+        nursery.start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            await self.connection.run()
+        finally:
+            self.finished.set()
+
+    async def send(self, data: bytes) -> None:
+        await self.client.send_all(data)
+
+    async def read_response(self) -> bytes:
+        """Bytes up to the end of one response's head plus whatever body came with it."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = await self.client.receive_some(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    async def read_all(self) -> bytes:
+        return await read_until_closed(self.client)
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)

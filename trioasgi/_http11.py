@@ -1,0 +1,279 @@
+"""One HTTP/1.1 connection: h11 parses, this module moves bytes and runs a cycle per request.
+
+The connection's own task runs the whole exchange, application included:
+read a request head, run the app for it (``_http_cycle.RequestCycle``), then
+either start the next cycle or close. There is no reader task beside the
+app: the app's ``receive()`` reads the socket itself, on demand, so the
+server never reads further ahead than the app has asked for, pipelined
+requests wait their turn in h11's buffer, and a keep-alive request costs no
+task switch beyond the socket's own two checkpoints.
+
+Timeouts are cancel scopes around the reads, never tasks: ``timeout_keep_alive``
+while waiting for the first byte of a request, ``timeout_request_header`` from
+that byte to the end of the header block.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from ._http_cycle import RequestCycle
+from ._logging import TRACE, logger
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+
+#: How much one ``receive_some`` may return: the most the server reads ahead
+#: of what the app asked for.
+RECEIVE_SIZE = 64 * 1024
+
+#: After a response that leaves unread request bytes behind, how long we keep
+#: reading (and discarding) after our FIN so the client sees the response
+#: rather than a reset (RFC 9112, section 9.6), and how much we read at most.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
+
+#: The most of an unread request body we read and drop to keep the connection.
+DISCARD_LIMIT = 64 * 1024
+
+_SUPPORTED_VERSIONS = (b"1.1", b"1.0")
+
+
+class HTTPConnection:
+    """Serves the requests of one client connection, one after the other."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        ctx: ServerContext,
+        *,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        scheme: str = "http",
+    ) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=ctx.config.h11_max_incomplete_event_size
+        )
+        self.shutting_down = False
+        # The cancel scope of the wait for a new request while nothing of it
+        # has arrived yet: a graceful shutdown cancels it to close idle connections.
+        self._idle_scope: trio.CancelScope | None = None
+        # Only one task reads the socket at a time; the app may call
+        # ``receive()`` from two tasks (a body reader and a disconnect watcher).
+        self._reading = False
+        self._read_done: trio.Event | None = None
+
+    # -- life cycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve requests until the client leaves, a timeout expires or we shut down."""
+        try:
+            while not self.shutting_down:
+                request = await self._read_request()
+                if request is None:
+                    break
+                cycle = RequestCycle(self, request)
+                await cycle.run()
+                if not await self._start_next_cycle(cycle):
+                    break
+        finally:
+            await self._close()
+
+    def begin_shutdown(self) -> None:
+        """Stop after the current response; close at once if we are between requests."""
+        self.shutting_down = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _start_next_cycle(self, cycle: RequestCycle) -> bool:
+        """Whether the connection can carry another request; if so, get h11 ready for it."""
+        if not cycle.keep_alive or self.shutting_down or self.h11.our_state is not h11.DONE:
+            return False
+        if self.h11.their_state is h11.SEND_BODY and not await self._discard_request_body():
+            return False
+        if self.h11.their_state is not h11.DONE:
+            return False
+        self.h11.start_next_cycle()
+        return True
+
+    async def _discard_request_body(self) -> bool:
+        """Skip the rest of a request body the app did not read, if it is small.
+
+        Cheaper for the client than a new connection; anything larger than
+        :data:`DISCARD_LIMIT`, or slower than the keep-alive timeout, closes instead.
+        """
+        discarded = 0
+        try:
+            with trio.move_on_after(self.ctx.config.timeout_keep_alive):
+                while discarded <= DISCARD_LIMIT:
+                    event = self.h11.next_event()
+                    if type(event) is h11.Data:
+                        discarded += len(event.data)
+                    elif event is h11.NEED_DATA:
+                        if not await self.receive_into_h11():
+                            return False
+                    else:
+                        return type(event) is h11.EndOfMessage
+        except h11.RemoteProtocolError:
+            pass
+        return False
+
+    async def _close(self) -> None:
+        """Close the socket; linger if the client may still be sending to us."""
+        stream = self.stream
+        try:
+            if self.h11.their_state in (h11.SEND_BODY, h11.IDLE, h11.DONE) and hasattr(
+                stream, "send_eof"
+            ):
+                # Unread bytes in our receive buffer would make the kernel
+                # answer with a reset, which can destroy the response we just
+                # sent: send FIN first, then drain for a little while.
+                with trio.move_on_after(LINGER_SECONDS) as self._idle_scope:
+                    if self.shutting_down:
+                        self._idle_scope.cancel()
+                    await stream.send_eof()
+                    drained = 0
+                    while drained < LINGER_BYTES:
+                        data = await stream.receive_some(RECEIVE_SIZE)
+                        if not data:
+                            break
+                        drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    # -- reading ----------------------------------------------------------
+
+    async def receive_into_h11(self) -> bool:
+        """Read once from the socket into h11; False once the peer has closed.
+
+        Concurrent callers are serialized: the second waits for the first's
+        read rather than reading the socket at the same time.
+        """
+        while self._reading:
+            assert self._read_done is not None
+            await self._read_done.wait()
+        self._reading = True
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        finally:
+            self._reading = False
+            if self._read_done is not None:
+                self._read_done.set()
+                self._read_done = None
+        if self.h11.their_state is not h11.CLOSED:
+            self.h11.receive_data(data)
+        return bool(data)
+
+    async def _read_request(self) -> h11.Request | None:
+        """The next request's head, or None when the connection is to close."""
+        config = self.ctx.config
+        try:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                event = await self._wait_for_request_head(
+                    config.timeout_keep_alive, config.timeout_request_header
+                )
+                if event is None:
+                    return None
+        except h11.RemoteProtocolError as exc:
+            await self.send_error(exc.error_status_hint, str(exc))
+            return None
+        if type(event) is h11.Request:
+            if event.http_version not in _SUPPORTED_VERSIONS:
+                await self.send_error(505, "unsupported HTTP version")
+                return None
+            if _head_size(event) > config.h11_max_incomplete_event_size:
+                # h11 enforces its limit only on a head still incomplete in
+                # its buffer; one that arrived whole in a large read is
+                # measured here, so the limit does not depend on packet sizes.
+                await self.send_error(431, "request header block too large")
+                return None
+            return event
+        # ConnectionClosed; nothing else can come before a request.
+        return None
+
+    async def _wait_for_request_head(
+        self, keep_alive: float, header_timeout: float
+    ) -> h11.Request | h11.ConnectionClosed | None:
+        h11conn = self.h11
+        event = h11.NEED_DATA
+        with trio.CancelScope(deadline=trio.current_time() + keep_alive) as scope:
+            self._idle_scope = scope
+            if self.shutting_down:
+                scope.cancel()
+            try:
+                got_data = await self.receive_into_h11()
+                # The first byte of a request is here: the connection is no
+                # longer idle, and the client has a while to finish the head.
+                self._idle_scope = None
+                scope.deadline = trio.current_time() + header_timeout
+                event = h11conn.next_event()
+                while event is h11.NEED_DATA and got_data:
+                    got_data = await self.receive_into_h11()
+                    event = h11conn.next_event()
+            finally:
+                self._idle_scope = None
+        if scope.cancelled_caught:
+            if h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]:
+                logger.log(TRACE, "closing idle connection from %s", self.client)
+            else:
+                await self.send_error(408, "request head not received in time")
+            return None
+        if event is h11.NEED_DATA:  # EOF after a partial request head
+            return None
+        return event
+
+    # -- writing ----------------------------------------------------------
+
+    async def send_all(self, data: bytes) -> None:
+        """Write bytes; the caller handles ``trio.BrokenResourceError``."""
+        await self.stream.send_all(data)
+
+    async def send_error(self, status: int, detail: str) -> None:
+        """Answer with a short plain-text error response, after which we close.
+
+        The caller makes sure no other response has begun on the wire.
+        """
+        logger.log(TRACE, "%s: %d (%s)", self.client, status, detail)
+        data = error_response(status, date=self.ctx.date_header_value())
+        try:
+            with trio.move_on_after(LINGER_SECONDS):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _head_size(request: h11.Request) -> int:
+    """The size of a request head as sent, give or take the whitespace around values."""
+    size = len(request.method) + len(request.target) + 12
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
+def error_response(status: int, *, date: bytes | None) -> bytes:
+    """The raw bytes of a server-generated error response, which always closes."""
+    phrase = HTTPStatus(status).phrase
+    body = f"{status} {phrase}\n".encode()
+    head = [
+        f"HTTP/1.1 {status} {phrase}".encode(),
+        b"content-type: text/plain; charset=utf-8",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+    ]
+    if date is not None:
+        head.append(b"date: " + date)
+    return b"\r\n".join(head) + b"\r\n\r\n" + body

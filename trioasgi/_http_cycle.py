@@ -1,0 +1,301 @@
+"""One HTTP request and its response, as the ASGI application sees them.
+
+:class:`RequestCycle` builds the scope, runs the app, and implements its
+``receive`` and ``send``. The response is an explicit state machine
+(``_ResponseState``) so an app that sends messages out of order is caught at
+the message that breaks the order.
+
+``send`` writes as little and as late as it can: the response head waits
+for the first body message so that a simple response leaves in one
+``send_all``, and a body message returns only once its bytes are handed to
+the socket, so a slow reader holds the app back rather than filling memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import h11
+import trio
+
+from ._logging import access_logger, logger
+
+if TYPE_CHECKING:
+    from ._http11 import HTTPConnection
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+
+#: Bytes of a pipelined next request we accept while watching for a
+#: disconnect during the current one; past this the socket is left unread.
+PIPELINE_READ_LIMIT = 64 * 1024
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send()`` once the client has gone (ASGI HTTP spec 2.4)."""
+
+
+class _ResponseState(enum.Enum):
+    START = "waiting for http.response.start"
+    BODY = "waiting for http.response.body"
+    COMPLETE = "complete"
+
+
+class RequestCycle:
+    """Runs the app for one request on an :class:`HTTPConnection`."""
+
+    def __init__(self, conn: HTTPConnection, request: h11.Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.scope = _build_scope(conn, request)
+        self.keep_alive = True
+        self.status: int | None = None
+        self.disconnected = False
+        self._response = _ResponseState.START
+        self._response_complete = trio.Event()
+        self._pending_head = b""
+        self._head_written = False
+        self._discard_body = request.method == b"HEAD"
+        # Request body bookkeeping.
+        self._body_complete = False
+        self._stashed_event: h11.Data | h11.EndOfMessage | None = None
+        self._pipelined_bytes = 0
+
+    # -- running the app --------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.conn.ctx.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            logger.debug("client %s went away during the response", self.conn.client)
+            self.keep_alive = False
+        except Exception:
+            logger.exception("Exception in ASGI application")
+            await self._fail()
+        else:
+            if self._response is _ResponseState.START:
+                logger.error("ASGI application returned without starting a response")
+                await self._fail()
+            elif self._response is _ResponseState.BODY:
+                logger.error("ASGI application returned without completing the response")
+                self.keep_alive = False
+
+    async def _fail(self) -> None:
+        """Answer 500 if nothing was sent yet; otherwise the response is cut short."""
+        self.keep_alive = False
+        if not self._head_written and not self.disconnected:
+            self._response = _ResponseState.COMPLETE
+            self.status = 500
+            await self.conn.send_error(500, "application error")
+            self._log_access()
+        self._response_complete.set()
+
+    # -- receive ------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        if self._body_complete or self.disconnected:
+            if not self.disconnected and self._response is not _ResponseState.COMPLETE:
+                await self._wait_for_disconnect()
+            return {"type": "http.disconnect"}
+
+        h11conn = self.conn.h11
+        if h11conn.they_are_waiting_for_100_continue and self._response is _ResponseState.START:
+            continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            if not await self._write(h11conn.send(continue_)):
+                return {"type": "http.disconnect"}
+
+        event = await self._next_body_event()
+        if event is None:
+            return {"type": "http.disconnect"}
+        if type(event) is h11.EndOfMessage:
+            self._body_complete = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        body = bytes(event.data)
+        # Say "no more body" in this same message when h11 already has the
+        # end of the message, so a small POST is one receive() for the app.
+        try:
+            following = h11conn.next_event()
+        except h11.RemoteProtocolError:
+            following = h11.NEED_DATA  # the next receive() meets the error again
+        if type(following) is h11.EndOfMessage:
+            self._body_complete = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if following is not h11.NEED_DATA:
+            self._stashed_event = following
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    async def _next_body_event(self) -> h11.Data | h11.EndOfMessage | None:
+        """The next piece of the request body, or None if the request is over for us."""
+        if self._stashed_event is not None:
+            event, self._stashed_event = self._stashed_event, None
+            return event
+        h11conn = self.conn.h11
+        try:
+            while True:
+                event = h11conn.next_event()
+                if event is h11.NEED_DATA:
+                    await self.conn.receive_into_h11()
+                    continue
+                if type(event) in (h11.Data, h11.EndOfMessage):
+                    return event
+                # ConnectionClosed: the client left in the middle of the body.
+                self._mark_disconnected()
+                return None
+        except h11.RemoteProtocolError as exc:
+            if h11conn.their_state is h11.ERROR and self._peer_closed():
+                self._mark_disconnected()
+                return None
+            # A malformed body: refuse it if the app has not answered yet.
+            if not self._head_written:
+                self._response = _ResponseState.COMPLETE
+                self.status = exc.error_status_hint
+                await self.conn.send_error(exc.error_status_hint, str(exc))
+                self._log_access()
+            self._mark_disconnected()
+            return None
+
+    def _peer_closed(self) -> bool:
+        return self.conn.h11.trailing_data[1]
+
+    async def _wait_for_disconnect(self) -> None:
+        """Block until the client goes away or our response is complete.
+
+        Bytes that arrive meanwhile belong to a pipelined next request: h11
+        keeps them for later. Past a small limit we stop reading, so a
+        pipelining client is held back by TCP instead of our memory.
+        """
+        conn = self.conn
+        while self._response is not _ResponseState.COMPLETE and not self.disconnected:
+            if self._pipelined_bytes >= PIPELINE_READ_LIMIT or conn.h11.their_state is h11.CLOSED:
+                await self._response_complete.wait()
+                return
+            before = len(conn.h11.trailing_data[0])
+            if not await conn.receive_into_h11():
+                self._mark_disconnected()
+                return
+            self._pipelined_bytes += len(conn.h11.trailing_data[0]) - before
+
+    def _mark_disconnected(self) -> None:
+        self.disconnected = True
+        self.keep_alive = False
+
+    # -- send -----------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message_type = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        if message_type == "http.response.start" and self._response is _ResponseState.START:
+            self._start_response(message)
+        elif message_type == "http.response.body" and self._response is _ResponseState.BODY:
+            await self._send_body(message)
+        else:
+            raise RuntimeError(
+                f"unexpected ASGI message {message_type!r} while the response is "
+                f"{self._response.value}"
+            )
+
+    def _start_response(self, message: dict[str, Any]) -> None:
+        status = message["status"]
+        headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+        conn = self.conn
+        present = {name.lower() for name, _ in headers}
+        for default in conn.ctx.default_headers():
+            if default[0] not in present:
+                headers.append(default)
+        if conn.shutting_down and b"connection" not in present:
+            headers.append((b"connection", b"close"))
+        # h11 validates the status and every header (no CR, LF or NUL can
+        # split the response) and chooses the framing; an error here is the
+        # app's, raised from its send() before anything was written.
+        if conn.h11.they_are_waiting_for_100_continue:
+            # The client may never send the body it was not invited to send:
+            # we cannot know where the next request would start.
+            self.keep_alive = False
+        response = h11.Response(
+            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+        )
+        self._pending_head = conn.h11.send(response)
+        self.status = status
+        self._response = _ResponseState.BODY
+        if status in _NO_BODY_STATUSES:
+            self._discard_body = True
+
+    async def _send_body(self, message: dict[str, Any]) -> None:
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        h11conn = self.conn.h11
+        data = self._pending_head
+        self._pending_head = b""
+        if body and not self._discard_body:
+            data += h11conn.send(h11.Data(data=body))
+        if not more_body:
+            data += h11conn.send(h11.EndOfMessage())
+            self._response = _ResponseState.COMPLETE
+        if data:
+            if not await self._write(data):
+                raise ClientDisconnected("the client has disconnected")
+            self._head_written = True
+        if not more_body:
+            if h11conn.our_state is h11.MUST_CLOSE:
+                self.keep_alive = False
+            self._response_complete.set()
+            self._log_access()
+
+    async def _write(self, data: bytes) -> bool:
+        """Hand bytes to the socket; False if the client is gone."""
+        try:
+            await self.conn.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._mark_disconnected()
+            return False
+        return True
+
+    def _log_access(self) -> None:
+        if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
+            return
+        request = self.request
+        client = self.conn.client
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            f"{client[0]}:{client[1]}" if client else "-",
+            request.method.decode("ascii"),
+            request.target.decode("ascii", "replace"),
+            request.http_version.decode("ascii"),
+            self.status,
+        )
+
+
+def _build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
+    target = request.target
+    if target.startswith((b"http://", b"https://")):
+        # absolute-form (RFC 9112, 3.2.2): the path starts after the authority.
+        slash = target.find(b"/", target.index(b"//") + 2)
+        target = target[slash:] if slash != -1 else b"/"
+    raw_path, _, query_string = target.partition(b"?")
+    root_path = conn.ctx.config.root_path
+    path = unquote(raw_path.decode("ascii"))
+    if root_path:
+        path = root_path + path
+        raw_path = root_path.encode() + raw_path
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": request.http_version.decode("ascii"),
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": conn.scheme,
+        "method": request.method.decode("ascii"),
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "headers": list(request.headers),
+        "state": conn.ctx.lifespan_state.copy(),
+    }

@@ -1,0 +1,222 @@
+"""The server: listening sockets, one task per connection, lifespan, graceful shutdown.
+
+Task tree (``docs/architecture.md`` draws it)::
+
+    serve()                         waits for the shutdown trigger
+    └── _Server._run                CancelScope "root": shielded once listening
+        ├── lifespan task           the app's lifespan call
+        └── CancelScope "drain"     gets a deadline when the graceful shutdown starts
+            └── connections nursery
+                ├── accept loop per listener  (cancelled first at shutdown)
+                └── one task per connection
+
+Once listening, the root scope is shielded: cancelling ``serve()``'s caller
+does not tear connections down mid-response but starts the same graceful
+shutdown as the trigger. ``force_exit()`` cancels the root scope outright.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._config import Config
+from ._context import ServerContext
+from ._http11 import HTTPConnection
+from ._lifespan import Lifespan
+from ._logging import logger
+
+#: accept() errors that mean "out of resources for now", not "listener broken".
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_ACCEPT_RETRY_SECONDS = 0.1
+
+
+class Server:
+    """One server: its listeners, its connections, its lifespan."""
+
+    def __init__(self, app: Callable[..., Any], config: Config) -> None:
+        self.config = config
+        self.lifespan = Lifespan(app, config)
+        self.ctx = ServerContext(app=app, config=config, lifespan_state=self.lifespan.state)
+        self.addresses: list[tuple[str, int]] = []
+        self._connections: set[HTTPConnection] = set()
+        self._shutdown_requested = trio.Event()
+        self._root_scope = trio.CancelScope()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown_requested.is_set()
+
+    async def wait_for_shutdown_request(self) -> None:
+        await self._shutdown_requested.wait()
+
+    def request_shutdown(self) -> None:
+        """Begin the graceful shutdown (safe to call more than once, from sync code)."""
+        self._shutdown_requested.set()
+
+    def force_exit(self) -> None:
+        """Stop now: cancel every connection and skip the lifespan shutdown."""
+        self._shutdown_requested.set()
+        self._root_scope.cancel()
+
+    async def serve(
+        self,
+        shutdown_trigger: Callable[[], Awaitable[object]] | None,
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
+        listeners = await open_listeners(self.config)
+        async with trio.open_nursery() as nursery:
+            self.addresses = await nursery.start(self._run, listeners)
+            task_status.started(self.addresses)
+            try:
+                if shutdown_trigger is None:
+                    await trio.sleep_forever()
+                else:
+                    await shutdown_trigger()
+            finally:
+                # Returned, raised or cancelled: in every case the shielded
+                # _run task now drains and the nursery waits for it.
+                self.request_shutdown()
+
+    async def _run(
+        self,
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
+        with self._root_scope:
+            try:
+                async with trio.open_nursery() as system:
+                    await self.lifespan.startup(system)
+                    await self._serve_connections(listeners, task_status)
+                    await self.lifespan.shutdown()
+            finally:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+
+    async def _serve_connections(
+        self,
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[list[tuple[str, int]]],
+    ) -> None:
+        with trio.CancelScope() as drain_scope:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections)
+                    addresses = [_address(listener) for listener in listeners]
+                    for address in addresses:
+                        logger.info("Serving on %s (press CTRL+C to quit)", _url(address))
+                    # From here on, only our own shutdown decides when we stop.
+                    self._root_scope.shield = True
+                    task_status.started(addresses)
+                    await self._shutdown_requested.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+                self._begin_drain(drain_scope)
+        if drain_scope.cancelled_caught:
+            logger.warning("graceful shutdown timed out: cancelled the remaining connections")
+
+    def _begin_drain(self, drain_scope: trio.CancelScope) -> None:
+        timeout = self.config.timeout_graceful_shutdown
+        if self._connections:
+            logger.info("Waiting for %d connection(s) to finish", len(self._connections))
+        for connection in list(self._connections):
+            connection.begin_shutdown()
+        if timeout is not None and not math.isinf(timeout):
+            drain_scope.deadline = trio.current_time() + timeout
+
+    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                logger.error("accept() failed: %s; retrying shortly", exc.strerror)
+                await trio.sleep(_ACCEPT_RETRY_SECONDS)
+                continue
+            connections.start_soon(self._handle_connection, stream)
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        connection = HTTPConnection(
+            stream,
+            self.ctx,
+            client=_peer(stream.socket),
+            server=_local(stream.socket),
+        )
+        self._connections.add(connection)
+        if self._shutdown_requested.is_set():
+            connection.begin_shutdown()
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+
+async def open_listeners(config: Config) -> list[trio.SocketListener]:
+    """Bind the configured address; an ``OSError`` says why it could not be bound."""
+    try:
+        return await trio.open_tcp_listeners(config.port, host=config.host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(
+            exc.errno, f"could not listen on {config.host}:{config.port}: {reason.lower()}"
+        ) from None
+
+
+def _address(listener: trio.SocketListener) -> tuple[str, int]:
+    return listener.socket.getsockname()[:2]
+
+
+def _url(address: tuple[str, int]) -> str:
+    host, port = address
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
+    try:
+        return tuple(sock.getpeername()[:2])  # type: ignore[return-value]
+    except OSError:
+        return None
+
+
+def _local(sock: trio.socket.SocketType) -> tuple[str, int] | None:
+    try:
+        address = sock.getsockname()
+    except OSError:
+        return None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        return tuple(address[:2])  # type: ignore[return-value]
+    return None
+
+
+async def serve(
+    app: Callable[..., Any],
+    config: Config | None = None,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger()`` returns or the caller is cancelled.
+
+    Either way the shutdown is graceful: stop accepting, close idle
+    connections, let requests in flight finish (for at most
+    ``config.timeout_graceful_shutdown`` seconds), then run the lifespan
+    shutdown. With ``await nursery.start(serve, app, config)`` the caller
+    gets the list of bound ``(host, port)`` addresses once the server
+    listens. No signal handlers are installed: that is the caller's business.
+    """
+    server = Server(app, config if config is not None else Config())
+    await server.serve(shutdown_trigger, task_status)
