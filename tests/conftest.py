@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,6 +12,9 @@ import trio
 import trio.testing
 
 import trioasgi
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
 
@@ -38,6 +42,27 @@ async def running_server(app: Callable[..., Any], **settings: Any) -> AsyncItera
     """Serve ``app`` on a free loopback port for the body of the ``async with``."""
     settings.setdefault("port", 0)
     config = trioasgi.Config(**settings)
+    with collapse_single_exception_groups():
+        async with _serve_in_nursery(app, config) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def collapse_single_exception_groups():
+    """Raise the one exception a nursery wrapped, so tests can match it with pytest.raises."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from None
+
+
+@contextlib.asynccontextmanager
+async def _serve_in_nursery(app: Callable[..., Any], config: trioasgi.Config):
     async with trio.open_nursery() as nursery:
         server_scope = trio.CancelScope()
         server: RunningServer | None = None

@@ -71,6 +71,8 @@ class HTTPConnection:
         # ``receive()`` from two tasks (a body reader and a disconnect watcher).
         self._reading = False
         self._read_done: trio.Event | None = None
+        # Whether closing must wait for the client to stop sending (see _close).
+        self._linger = False
 
     # -- life cycle -------------------------------------------------------
 
@@ -131,7 +133,7 @@ class HTTPConnection:
         """Close the socket; linger if the client may still be sending to us."""
         stream = self.stream
         try:
-            if self.h11.their_state in (h11.SEND_BODY, h11.IDLE, h11.DONE) and hasattr(
+            if (self._linger or self.h11.their_state is h11.SEND_BODY) and hasattr(
                 stream, "send_eof"
             ):
                 # Unread bytes in our receive buffer would make the kernel
@@ -248,6 +250,7 @@ class HTTPConnection:
         The caller makes sure no other response has begun on the wire.
         """
         logger.log(TRACE, "%s: %d (%s)", self.client, status, detail)
+        self._linger = True  # the client may still be sending what we refused
         data = error_response(status, date=self.ctx.date_header_value())
         try:
             with trio.move_on_after(LINGER_SECONDS):

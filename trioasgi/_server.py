@@ -28,7 +28,7 @@ import trio
 from ._config import Config
 from ._context import ServerContext
 from ._http11 import HTTPConnection
-from ._lifespan import Lifespan
+from ._lifespan import Lifespan, LifespanFailure
 from ._logging import logger
 
 #: accept() errors that mean "out of resources for now", not "listener broken".
@@ -47,6 +47,7 @@ class Server:
         self._connections: set[HTTPConnection] = set()
         self._shutdown_requested = trio.Event()
         self._root_scope = trio.CancelScope()
+        self._startup_failure: LifespanFailure | None = None
 
     @property
     def connection_count(self) -> int:
@@ -76,16 +77,21 @@ class Server:
         listeners = await open_listeners(self.config)
         async with trio.open_nursery() as nursery:
             self.addresses = await nursery.start(self._run, listeners)
-            task_status.started(self.addresses)
-            try:
-                if shutdown_trigger is None:
-                    await trio.sleep_forever()
-                else:
-                    await shutdown_trigger()
-            finally:
-                # Returned, raised or cancelled: in every case the shielded
-                # _run task now drains and the nursery waits for it.
-                self.request_shutdown()
+            if self._startup_failure is None:
+                task_status.started(self.addresses)
+                try:
+                    if shutdown_trigger is None:
+                        await trio.sleep_forever()
+                    else:
+                        await shutdown_trigger()
+                finally:
+                    # Returned, raised or cancelled: in every case the shielded
+                    # _run task now drains and the nursery waits for it.
+                    self.request_shutdown()
+        if self._startup_failure is not None:
+            # Raised out here, not inside a nursery, so callers see the
+            # failure itself rather than an exception group around it.
+            raise self._startup_failure
 
     async def _run(
         self,
@@ -95,7 +101,12 @@ class Server:
         with self._root_scope:
             try:
                 async with trio.open_nursery() as system:
-                    await self.lifespan.startup(system)
+                    try:
+                        await self.lifespan.startup(system)
+                    except LifespanFailure as exc:
+                        self._startup_failure = exc
+                        task_status.started([])
+                        return
                     await self._serve_connections(listeners, task_status)
                     await self.lifespan.shutdown()
             finally:
