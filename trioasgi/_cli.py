@@ -16,6 +16,9 @@ from typing import Any, NoReturn
 
 import trio
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from ._config import LOG_LEVELS, Config, ConfigError
 from ._importer import AppImportError, import_app
 from ._lifespan import LifespanFailure
@@ -189,13 +192,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         trio.run(_serve_with_signals, app, config)
-    except KeyboardInterrupt:
-        return 130
-    except OSError as exc:
-        return _fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
-    except LifespanFailure as exc:
-        return _fail(EXIT_LIFESPAN_FAILED, f"{exc}.")
+    except BaseException as exc:
+        # Nurseries wrap what they raise in exception groups; the user wants
+        # the one thing that went wrong.
+        return _exit_status_for(_sole_exception(exc))
     return 0
+
+
+def _exit_status_for(exc: BaseException) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, OSError):
+        return _fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
+    if isinstance(exc, LifespanFailure):
+        return _fail(EXIT_LIFESPAN_FAILED, f"{exc}.")
+    raise exc
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _serve_with_signals(app: Callable[..., Any], config: Config) -> None:

@@ -72,10 +72,14 @@ class RequestCycle:
     async def run(self) -> None:
         try:
             await self.conn.ctx.app(self.scope, self.receive, self.send)
-        except ClientDisconnected:
-            logger.debug("client %s went away during the response", self.conn.client)
-            self.keep_alive = False
-        except Exception:
+        except Exception as exc:
+            if self.disconnected:
+                # What an app raises once its client is gone (our
+                # ClientDisconnected, or its framework's translation of it)
+                # is the disconnect's doing, not a bug worth a traceback.
+                logger.debug("client %s went away: %r", self.conn.client, exc)
+                self.keep_alive = False
+                return
             logger.exception("Exception in ASGI application")
             await self._fail()
         else:
