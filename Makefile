@@ -21,8 +21,8 @@ run: $(VENV)/.installed
 	$(BIN)/trio-asgi examples.hello:app --app-dir . --host 127.0.0.1 --port 8000
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check trioasgi tests examples benchmarks
-	$(BIN)/ruff format --check trioasgi tests examples benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest
