@@ -8,11 +8,12 @@ exit status, not a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import trio
 
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _add_application_flags(parser.add_argument_group("application"))
     _add_binding_flags(parser.add_argument_group("binding"))
+    _add_tls_flags(parser.add_argument_group("TLS"))
+    _add_proxy_flags(parser.add_argument_group("behind a proxy"))
     _add_http_flags(parser.add_argument_group("HTTP"))
     _add_timeout_flags(parser.add_argument_group("timeouts"))
     _add_logging_flags(parser.add_argument_group("logging"))
@@ -98,6 +101,90 @@ def _add_binding_flags(group: argparse._ArgumentGroup) -> None:
         type=int,
         default=_DEFAULTS.port,
         help="port to bind; 0 picks a free one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--bind",
+        "-b",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="listen on HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N instead of --host/--port; "
+        "repeat to listen on several. Without any, sockets passed by systemd socket "
+        "activation (LISTEN_FDS) are used if there are some",
+    )
+    group.add_argument(
+        "--uds", metavar="PATH", help="listen on this unix domain socket (as --bind unix:PATH)"
+    )
+    group.add_argument(
+        "--fd",
+        type=int,
+        metavar="N",
+        help="serve the listening socket inherited as file descriptor N (as --bind fd://N)",
+    )
+    group.add_argument(
+        "--backlog",
+        type=int,
+        default=_DEFAULTS.backlog,
+        metavar="N",
+        help="most connections waiting to be accepted, per socket (default: %(default)s)",
+    )
+
+
+def _add_tls_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--ssl-certfile",
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (chain); turns TLS on",
+    )
+    group.add_argument(
+        "--ssl-keyfile",
+        metavar="FILE",
+        help="the certificate's private key, if not in --ssl-certfile",
+    )
+    group.add_argument(
+        "--ssl-keyfile-password", metavar="PASSWORD", help="password of an encrypted key file"
+    )
+    group.add_argument(
+        "--ssl-ca-certs",
+        metavar="FILE",
+        help="CA certificates (PEM) that client certificates are verified against",
+    )
+    group.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        choices=(0, 1, 2),
+        default=_DEFAULTS.ssl_cert_reqs,
+        help="client certificates: 0 not asked for, 1 optional, 2 required (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ssl-ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list for TLS 1.2 and older (default: Python's secure defaults)",
+    )
+    group.add_argument(
+        "--timeout-tls-handshake",
+        type=float,
+        default=_DEFAULTS.timeout_tls_handshake,
+        metavar="SECONDS",
+        help="close a connection whose TLS handshake takes longer (default: %(default)s)",
+    )
+
+
+def _add_proxy_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.proxy_headers,
+        help="take the client address and scheme from Forwarded, X-Forwarded-For and "
+        "X-Forwarded-Proto sent by a trusted proxy (default: on)",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", _DEFAULTS.forwarded_allow_ips),
+        metavar="LIST",
+        help="comma-separated proxies to trust: IP addresses, networks (10.0.0.0/8), "
+        "unix socket paths, or '*' for all (default: $FORWARDED_ALLOW_IPS or "
+        f"{_DEFAULTS.forwarded_allow_ips})",
     )
 
 
@@ -191,7 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(EXIT_STARTUP_ERROR, f'could not load the application "{args.app}".')
 
     try:
-        trio.run(_serve_with_signals, app, config)
+        server = Server(app, config)
+    except ConfigError as exc:
+        return _fail(EXIT_STARTUP_ERROR, f"{exc}.")
+    try:
+        trio.run(_serve_with_signals, server)
     except BaseException as exc:
         # Nurseries wrap what they raise in exception groups; the user wants
         # the one thing that went wrong.
@@ -215,8 +306,7 @@ def _sole_exception(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _serve_with_signals(app: Callable[..., Any], config: Config) -> None:
-    server = Server(app, config)
+async def _serve_with_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, server)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -37,6 +37,28 @@ class Config:
     # -- binding --
     host: str = "127.0.0.1"
     port: int = 8000
+    #: Addresses to listen on instead of host:port: ``HOST:PORT``, ``[::1]:PORT``,
+    #: ``unix:/path`` or ``fd://N`` (see ``_listeners``).
+    bind: list[str] = field(default_factory=list)
+    uds: str | None = None
+    fd: int | None = None
+    backlog: int = 2048
+
+    # -- TLS --
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    #: 0: no client certificate, 1: optional, 2: required (``ssl.CERT_*``).
+    ssl_cert_reqs: int = 0
+    #: An OpenSSL cipher list; None keeps Python's secure defaults.
+    ssl_ciphers: str | None = None
+    timeout_tls_handshake: float = 10.0
+
+    # -- proxy --
+    proxy_headers: bool = True
+    #: Comma-separated IPs, networks (CIDR), unix socket paths, or ``*``.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # -- HTTP --
     h11_max_incomplete_event_size: int = 16 * 1024
@@ -73,10 +95,50 @@ class Config:
         _check_positive("keep-alive timeout", self.timeout_keep_alive)
         _check_positive("request header timeout", self.timeout_request_header)
         _check_positive("lifespan timeout", self.timeout_lifespan)
+        _check_positive("TLS handshake timeout", self.timeout_tls_handshake)
+        self._validate_binding()
+        self._validate_tls()
+        self._validate_proxy()
         if self.timeout_graceful_shutdown is not None:
             _check_positive("graceful shutdown timeout", self.timeout_graceful_shutdown, zero=True)
         if self.h11_max_incomplete_event_size < 1024:
             raise ConfigError("h11 max incomplete event size must be at least 1024 bytes")
+
+    def _validate_binding(self) -> None:
+        from ._listeners import parse_bind
+
+        for text in self.bind:
+            parse_bind(text)
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a file descriptor number, not {self.fd}")
+        if self.backlog < 1:
+            raise ConfigError(f"backlog must be at least 1, not {self.backlog}")
+
+    def _validate_tls(self) -> None:
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError(
+                "ssl cert reqs must be 0 (none), 1 (optional) or 2 (required), "
+                f"not {self.ssl_cert_reqs}"
+            )
+        needs_certfile = [
+            name
+            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
+            if getattr(self, name)
+        ]
+        if self.ssl_cert_reqs:
+            needs_certfile.append("ssl_cert_reqs")
+        if needs_certfile and not self.ssl_certfile:
+            flag = "--" + needs_certfile[0].replace("_", "-")
+            raise ConfigError(f"{flag} needs --ssl-certfile too")
+        if self.ssl_cert_reqs and not self.ssl_ca_certs:
+            raise ConfigError(
+                "--ssl-cert-reqs needs --ssl-ca-certs to verify client certificates against"
+            )
+
+    def _validate_proxy(self) -> None:
+        from ._proxy import TrustedProxies
+
+        TrustedProxies(self.forwarded_allow_ips)
 
     def replace(self, **changes: object) -> Config:
         """A copy with some fields changed (and validated)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import Config
 from ._date import http_date
+from ._proxy import TrustedProxies
 
 SERVER_HEADER = b"trio-asgi"
 
@@ -18,6 +19,14 @@ class ServerContext:
     config: Config
     #: The lifespan ``state``; each request's scope gets a shallow copy.
     lifespan_state: dict[str, Any] = field(default_factory=dict)
+    #: Whose proxy headers to believe; None with ``proxy_headers`` off.
+    trusted_proxies: TrustedProxies | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.trusted_proxies = (
+            TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None

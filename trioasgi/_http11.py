@@ -16,7 +16,7 @@ that byte to the end of the header block.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
@@ -54,12 +54,20 @@ class HTTPConnection:
         client: tuple[str, int] | None,
         server: tuple[str, int | None] | None,
         scheme: str = "http",
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.stream = stream
         self.ctx = ctx
         self.client = client
         self.server = server
+        #: "http" or "https"; a WebSocket scope makes it "ws" or "wss".
         self.scheme = scheme
+        #: The ASGI ``tls`` scope extension, on a TLS connection.
+        self.tls = tls
+        # Decided once per connection, so a request from an untrusted peer
+        # (or with proxy headers off) pays nothing for the feature.
+        proxies = ctx.trusted_proxies
+        self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=ctx.config.h11_max_incomplete_event_size
         )

@@ -23,6 +23,7 @@ import h11
 import trio
 
 from ._logging import access_logger, logger
+from ._proxy import forwarded_client_and_scheme
 
 if TYPE_CHECKING:
     from ._http11 import HTTPConnection
@@ -265,7 +266,7 @@ class RequestCycle:
         if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
             return
         request = self.request
-        client = self.conn.client
+        client = self.scope["client"]
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d',
             f"{client[0]}:{client[1]}" if client else "-",
@@ -288,13 +289,18 @@ def _build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
     if root_path:
         path = root_path + path
         raw_path = root_path.encode() + raw_path
-    return {
+    client, scheme = conn.client, conn.scheme
+    if conn.proxy_trusted:
+        client, scheme = forwarded_client_and_scheme(
+            request.headers, client, scheme, conn.ctx.trusted_proxies
+        )
+    scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": request.http_version.decode("ascii"),
         "server": conn.server,
-        "client": conn.client,
-        "scheme": conn.scheme,
+        "client": client,
+        "scheme": scheme,
         "method": request.method.decode("ascii"),
         "root_path": root_path,
         "path": path,
@@ -303,3 +309,6 @@ def _build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
         "headers": list(request.headers),
         "state": conn.ctx.lifespan_state.copy(),
     }
+    if conn.tls is not None:
+        scope["extensions"] = {"tls": conn.tls}
+    return scope

@@ -29,7 +29,9 @@ from ._config import Config
 from ._context import ServerContext
 from ._http11 import HTTPConnection
 from ._lifespan import Lifespan, LifespanFailure
-from ._logging import logger
+from ._listeners import Listener, open_listeners
+from ._logging import TRACE, logger
+from ._tls import load_tls, tls_extension
 
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -43,7 +45,10 @@ class Server:
         self.config = config
         self.lifespan = Lifespan(app, config)
         self.ctx = ServerContext(app=app, config=config, lifespan_state=self.lifespan.state)
-        self.addresses: list[tuple[str, int]] = []
+        # Certificates are read before anything listens: a bad path fails the start.
+        self.tls = load_tls(config)
+        self.scheme = "https" if self.tls is not None else "http"
+        self.addresses: list[tuple[str, int | None]] = []
         self._connections: set[HTTPConnection] = set()
         self._shutdown_requested = trio.Event()
         self._root_scope = trio.CancelScope()
@@ -72,7 +77,7 @@ class Server:
     async def serve(
         self,
         shutdown_trigger: Callable[[], Awaitable[object]] | None,
-        task_status: trio.TaskStatus[list[tuple[str, int]]],
+        task_status: trio.TaskStatus[list[tuple[str, int | None]]],
     ) -> None:
         listeners = await open_listeners(self.config)
         async with trio.open_nursery() as nursery:
@@ -95,8 +100,8 @@ class Server:
 
     async def _run(
         self,
-        listeners: list[trio.SocketListener],
-        task_status: trio.TaskStatus[list[tuple[str, int]]],
+        listeners: list[Listener],
+        task_status: trio.TaskStatus[list[tuple[str, int | None]]],
     ) -> None:
         with self._root_scope:
             try:
@@ -111,28 +116,30 @@ class Server:
                     await self.lifespan.shutdown()
             finally:
                 for listener in listeners:
-                    await trio.aclose_forcefully(listener)
+                    await listener.aclose()
 
     async def _serve_connections(
         self,
-        listeners: list[trio.SocketListener],
-        task_status: trio.TaskStatus[list[tuple[str, int]]],
+        listeners: list[Listener],
+        task_status: trio.TaskStatus[list[tuple[str, int | None]]],
     ) -> None:
         with trio.CancelScope() as drain_scope:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, connections)
-                    addresses = [_address(listener) for listener in listeners]
-                    for address in addresses:
-                        logger.info("Serving on %s (press CTRL+C to quit)", _url(address))
+                    addresses = [listener.address for listener in listeners]
+                    for listener in listeners:
+                        logger.info(
+                            "Serving on %s (press CTRL+C to quit)", listener.url(self.scheme)
+                        )
                     # From here on, only our own shutdown decides when we stop.
                     self._root_scope.shield = True
                     task_status.started(addresses)
                     await self._shutdown_requested.wait()
                     acceptors.cancel_scope.cancel()
                 for listener in listeners:
-                    await trio.aclose_forcefully(listener)
+                    await listener.aclose()
                 self._begin_drain(drain_scope)
         if drain_scope.cancelled_caught:
             logger.warning("graceful shutdown timed out: cancelled the remaining connections")
@@ -146,25 +153,38 @@ class Server:
         if timeout is not None and not math.isinf(timeout):
             drain_scope.deadline = trio.current_time() + timeout
 
-    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: Listener, connections: trio.Nursery) -> None:
         while True:
             try:
-                stream = await listener.accept()
+                stream = await listener.listener.accept()
             except OSError as exc:
                 if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
                     raise
                 logger.error("accept() failed: %s; retrying shortly", exc.strerror)
                 await trio.sleep(_ACCEPT_RETRY_SECONDS)
                 continue
-            connections.start_soon(self._handle_connection, stream)
+            connections.start_soon(self._handle_connection, stream, listener)
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        connection = HTTPConnection(
-            stream,
-            self.ctx,
-            client=_peer(stream.socket),
-            server=_local(stream.socket),
-        )
+    async def _handle_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
+        sock = stream.socket
+        if listener.is_unix:
+            client, server = None, listener.address
+        else:
+            client, server = _peer(sock), _local(sock)
+        if self.tls is None:
+            connection = HTTPConnection(stream, self.ctx, client=client, server=server)
+        else:
+            tls_stream = await self._tls_handshake(stream, client)
+            if tls_stream is None:
+                return
+            connection = HTTPConnection(
+                tls_stream,
+                self.ctx,
+                client=client,
+                server=server,
+                scheme="https",
+                tls=tls_extension(self.tls, tls_stream),
+            )
         self._connections.add(connection)
         if self._shutdown_requested.is_set():
             connection.begin_shutdown()
@@ -173,30 +193,34 @@ class Server:
         finally:
             self._connections.discard(connection)
 
+    async def _tls_handshake(
+        self, stream: trio.SocketStream, client: tuple[str, int] | None
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        """The handshaken TLS stream, or None (and the socket closed) if the handshake failed.
 
-async def open_listeners(config: Config) -> list[trio.SocketListener]:
-    """Bind the configured address; an ``OSError`` says why it could not be bound."""
-    try:
-        return await trio.open_tcp_listeners(config.port, host=config.host)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OSError(
-            exc.errno, f"could not listen on {config.host}:{config.port}: {reason.lower()}"
-        ) from None
-
-
-def _address(listener: trio.SocketListener) -> tuple[str, int]:
-    return listener.socket.getsockname()[:2]
-
-
-def _url(address: tuple[str, int]) -> str:
-    host, port = address
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+        Runs in the connection's own task, so a slow client holds up only itself.
+        """
+        assert self.tls is not None
+        tls_stream = trio.SSLStream(
+            stream, self.tls.context, server_side=True, https_compatible=True
+        )
+        with trio.move_on_after(self.config.timeout_tls_handshake) as timeout:
+            try:
+                await tls_stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                reason = exc.__cause__ or exc
+                logger.log(TRACE, "TLS handshake with %s failed: %s", client, reason)
+                await trio.aclose_forcefully(stream)
+                return None
+        if timeout.cancelled_caught:
+            logger.log(TRACE, "TLS handshake with %s timed out", client)
+            await trio.aclose_forcefully(stream)
+            return None
+        return tls_stream
 
 
 def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
+    """The remote (host, port) of a TCP connection."""
     try:
         return tuple(sock.getpeername()[:2])  # type: ignore[return-value]
     except OSError:
@@ -218,7 +242,7 @@ async def serve(
     config: Config | None = None,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
-    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[tuple[str, int | None]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger()`` returns or the caller is cancelled.
 
@@ -227,7 +251,8 @@ async def serve(
     ``config.timeout_graceful_shutdown`` seconds), then run the lifespan
     shutdown. With ``await nursery.start(serve, app, config)`` the caller
     gets the list of bound ``(host, port)`` addresses once the server
-    listens. No signal handlers are installed: that is the caller's business.
+    listens (``(path, None)`` for a unix socket). No signal handlers are
+    installed: that is the caller's business.
     """
     server = Server(app, config if config is not None else Config())
     await server.serve(shutdown_trigger, task_status)
