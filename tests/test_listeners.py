@@ -175,9 +175,11 @@ async def test_stale_unix_socket_is_replaced(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens: what a crashed server leaves
-    async with running_server(apps.hello, uds=path):
-        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path)) as client:
-            assert (await client.get("http://localhost/")).text == "hello"
+    async with (
+        running_server(apps.hello, uds=path),
+        httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path)) as client,
+    ):
+        assert (await client.get("http://localhost/")).text == "hello"
 
 
 async def test_unix_socket_in_use_or_not_a_socket_is_refused(tmp_path: Path) -> None:
@@ -224,9 +226,12 @@ async def test_inherited_fd_is_served() -> None:
 
 
 async def test_fd_that_is_not_a_listening_socket_is_refused(tmp_path: Path) -> None:
-    with open(tmp_path / "f", "w") as file:
+    file = open(tmp_path / "f", "w")  # noqa: SIM115 -- its number is needed in the match
+    try:
         with pytest.raises(OSError, match=f"fd://{file.fileno()}: the file descriptor is not"):
             await open_listeners(trioasgi.Config(fd=file.fileno()))
+    finally:
+        file.close()
     unconnected = socket.socket()
     try:
         with pytest.raises(OSError, match="not a listening stream socket"):
