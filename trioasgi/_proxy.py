@@ -122,7 +122,8 @@ def forwarded_client_and_scheme(
 def _split(values: list[bytes]) -> list[str]:
     if not values:
         return []
-    return [part.strip() for part in b",".join(values).decode("latin-1").split(",")]
+    parts = (part.strip() for part in b",".join(values).decode("latin-1").split(","))
+    return [part for part in parts if part]
 
 
 def _client_index(nodes: list[str], trusted: TrustedProxies) -> int:
