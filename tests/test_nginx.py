@@ -135,10 +135,12 @@ async def _wait_until_listening(ports: list[int], process: subprocess.Popen, tmp
 
 
 @contextlib.asynccontextmanager
-async def client_via_nginx(ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
+async def client_via_nginx(
+    ca: trustme.CA, source: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    transport = httpx.AsyncHTTPTransport(verify=context, local_address=CLIENT_ADDRESS)
+    transport = httpx.AsyncHTTPTransport(verify=context, local_address=source)
     async with httpx.AsyncClient(transport=transport) as client:
         yield client
 
@@ -155,35 +157,41 @@ async def test_app_behind_nginx_sees_the_real_client_scheme_and_root_path(
     }
     async with running_server(apps.show_scope, **settings) as server:
         upstreams = [f"127.0.0.1:{server.port}", f"unix:{uds}:"]
-        async with nginx(tmp_path, ca, upstreams) as (tcp_port, unix_port):
-            async with client_via_nginx(ca) as client:
-                for port, via in ((tcp_port, "tcp"), (unix_port, "unix")):
-                    response = await client.get(
-                        f"https://127.0.0.1:{port}/api/items?x=1",
-                        # Made up by the client: nginx appends the real address after it.
-                        headers={"X-Forwarded-For": "6.6.6.6"},
-                    )
-                    assert response.status_code == 200, (via, response.text)
-                    scope = response.json()
-                    assert scope["client"] == [CLIENT_ADDRESS, 0], via
-                    assert scope["scheme"] == "https", via
-                    assert scope["root_path"] == "/api", via
-                    assert scope["path"] == "/api/items", via
-                    assert scope["query_string"] == "x=1", via
-                    expected_server = [uds, None] if via == "unix" else ["127.0.0.1", server.port]
-                    assert scope["server"] == expected_server
+        async with (
+            nginx(tmp_path, ca, upstreams) as (tcp_port, unix_port),
+            client_via_nginx(ca, CLIENT_ADDRESS) as client,
+        ):
+            tcp_scope, unix_scope = [
+                await _get_scope(client, f"https://127.0.0.1:{port}/api/items?x=1")
+                for port in (tcp_port, unix_port)
+            ]
+    assert tcp_scope["server"] == ["127.0.0.1", server.port]
+    assert unix_scope["server"] == [uds, None]
+    for scope in (tcp_scope, unix_scope):
+        assert scope["client"] == [CLIENT_ADDRESS, 0]
+        assert scope["scheme"] == "https"
+        assert scope["root_path"] == "/api"
+        assert scope["path"] == "/api/items"
+        assert scope["query_string"] == "x=1"
+
+
+async def _get_scope(client: httpx.AsyncClient, url: str) -> dict:
+    # Made up by the client: nginx appends the real address after it.
+    response = await client.get(url, headers={"X-Forwarded-For": "6.6.6.6"})
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 async def test_untrusted_proxy_headers_through_nginx_are_ignored(
     tmp_path: Path, ca: trustme.CA
 ) -> None:
     """The same set-up, but nginx is not a trusted proxy: the app sees nginx's address."""
-    async with running_server(apps.show_scope, forwarded_allow_ips="192.0.2.1") as server:
-        async with nginx(tmp_path, ca, [f"127.0.0.1:{server.port}"]) as (port,):
-            context = ssl.create_default_context()
-            ca.configure_trust(context)
-            async with httpx.AsyncClient(verify=context) as client:
-                scope = (await client.get(f"https://127.0.0.1:{port}/api/")).json()
+    async with (
+        running_server(apps.show_scope, forwarded_allow_ips="192.0.2.1") as server,
+        nginx(tmp_path, ca, [f"127.0.0.1:{server.port}"]) as (port,),
+        client_via_nginx(ca) as client,
+    ):
+        scope = (await client.get(f"https://127.0.0.1:{port}/api/")).json()
     assert scope["client"][0] == "127.0.0.1"
     assert scope["client"][1] != 0
     assert scope["scheme"] == "http"
@@ -202,13 +210,13 @@ async def test_request_body_and_streamed_response_pass_through_nginx(
             await trio.sleep(0)
         await send({"type": "http.response.body", "body": b""})
 
-    async with running_server(app) as server:
-        async with nginx(tmp_path, ca, [f"127.0.0.1:{server.port}"]) as (port,):
-            context = ssl.create_default_context()
-            ca.configure_trust(context)
-            async with httpx.AsyncClient(verify=context) as client:
-                response = await client.post(
-                    f"https://127.0.0.1:{port}/api/", content=b"one two three " * 1000
-                )
+    async with (
+        running_server(app) as server,
+        nginx(tmp_path, ca, [f"127.0.0.1:{server.port}"]) as (port,),
+        client_via_nginx(ca) as client,
+    ):
+        response = await client.post(
+            f"https://127.0.0.1:{port}/api/", content=b"one two three " * 1000
+        )
     assert response.status_code == 200
     assert response.content == b"one|two|three|" * 1000 + b"|"
