@@ -305,3 +305,27 @@ async def test_backlog_is_passed_to_listen(monkeypatch: pytest.MonkeyPatch) -> N
     for listener in listeners:
         await listener.aclose()
     assert seen == [17]
+
+
+def test_every_network_flag_is_in_help_and_in_the_deployment_docs() -> None:
+    help_text = build_parser().format_help()
+    docs = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    flags = [
+        "--bind",
+        "--uds",
+        "--fd",
+        "--backlog",
+        "--ssl-certfile",
+        "--ssl-keyfile",
+        "--ssl-keyfile-password",
+        "--ssl-ca-certs",
+        "--ssl-cert-reqs",
+        "--ssl-ciphers",
+        "--timeout-tls-handshake",
+        "--proxy-headers",
+        "--no-proxy-headers",
+        "--forwarded-allow-ips",
+    ]
+    for flag in flags:
+        assert flag in help_text, flag
+        assert f"`{flag}" in docs, flag
