@@ -13,12 +13,16 @@ trust, anything to its left may have been made up by the client. An RFC 7239
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
 from ._config import ConfigError
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CACHE_SIZE = 1024
 
 #: The scheme to report, by the scheme the proxy says and the kind of connection (http, ws).
 _SCHEMES = {
@@ -40,6 +44,8 @@ class TrustedProxies:
         self.everyone = False
         self.networks: list[_Network] = []
         self.socket_paths: set[str] = set()
+        # Parsing an address costs microseconds; the same few proxies come back every time.
+        self._verdicts: dict[str, bool] = {}
         for entry in (part.strip() for part in spec.split(",")):
             if not entry:
                 continue
@@ -72,11 +78,17 @@ class TrustedProxies:
     def trusts(self, host: str) -> bool:
         if self.everyone:
             return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            address = _ip_address(host)
+            verdict = address is not None and any(
+                address.version == network.version and address in network
+                for network in self.networks
+            )
+            if len(self._verdicts) >= _CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
 
 
 def forwarded_client_and_scheme(
@@ -141,12 +153,18 @@ def _node_host(node: str) -> str:
     return host if port.isdigit() else node
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _ip_address(host: str) -> _Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def _node_address(node: str) -> tuple[str, int] | None:
     """A hop as an ASGI ``client``; None for ``unknown`` and obfuscated identifiers."""
     host = _node_host(node)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if _ip_address(host) is None:
         return None
     rest = node[node.find("]") + 1 :] if node.startswith("[") else node[len(host) :]
     port = rest[1:] if rest.startswith(":") else ""
