@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -207,3 +208,10 @@ def test_proxy_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FORWARDED_ALLOW_IPS")
     config = config_from_args(build_parser().parse_args(["a:b"]))
     assert config.forwarded_allow_ips == "127.0.0.1"
+
+
+async def test_access_log_shows_the_forwarded_client(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="trioasgi.access")
+    async with running_server(apps.hello) as server, httpx.AsyncClient() as client:
+        await client.get(server.url + "/logged", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert '203.0.113.7:0 - "GET /logged HTTP/1.1" 200' in caplog.text
