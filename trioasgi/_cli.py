@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tls_flags(parser.add_argument_group("TLS"))
     _add_proxy_flags(parser.add_argument_group("behind a proxy"))
     _add_http_flags(parser.add_argument_group("HTTP"))
+    _add_websocket_flags(parser.add_argument_group("WebSocket"))
     _add_timeout_flags(parser.add_argument_group("timeouts"))
     _add_logging_flags(parser.add_argument_group("logging"))
     return parser
@@ -195,6 +196,45 @@ def _add_http_flags(group: argparse._ArgumentGroup) -> None:
         default=_DEFAULTS.h11_max_incomplete_event_size,
         metavar="BYTES",
         help="largest request header block accepted; more gets 431 (default: %(default)s)",
+    )
+
+
+def _add_websocket_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--ws",
+        choices=("auto", "wsproto", "none"),
+        default=_DEFAULTS.ws,
+        help="WebSocket implementation; none serves upgrade requests as plain HTTP "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=_DEFAULTS.ws_max_size,
+        metavar="BYTES",
+        help="largest incoming WebSocket message; a larger one closes with 1009 "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--ws-per-message-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.ws_per_message_deflate,
+        help="accept the permessage-deflate compression a client offers (default: on)",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=_seconds_or_none,
+        default=_DEFAULTS.ws_ping_interval,
+        metavar="SECONDS",
+        help="send a WebSocket ping after this long; 'none' never pings (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=_seconds_or_none,
+        default=_DEFAULTS.ws_ping_timeout,
+        metavar="SECONDS",
+        help="close with 1011 if a ping is not answered within this time; 'none' waits for "
+        "ever (default: %(default)s)",
     )
 
 

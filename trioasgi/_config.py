@@ -65,6 +65,13 @@ class Config:
     server_header: bool = True
     date_header: bool = True
 
+    # -- WebSocket --
+    ws: Literal["auto", "wsproto", "none"] = "auto"
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_per_message_deflate: bool = True
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+
     # -- timeouts --
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0
@@ -103,6 +110,7 @@ class Config:
             _check_positive("graceful shutdown timeout", self.timeout_graceful_shutdown, zero=True)
         if self.h11_max_incomplete_event_size < 1024:
             raise ConfigError("h11 max incomplete event size must be at least 1024 bytes")
+        self._validate_websocket()
 
     def _validate_binding(self) -> None:
         from ._listeners import parse_bind
@@ -139,6 +147,16 @@ class Config:
         from ._proxy import TrustedProxies
 
         TrustedProxies(self.forwarded_allow_ips)
+
+    def _validate_websocket(self) -> None:
+        if self.ws not in ("auto", "wsproto", "none"):
+            raise ConfigError(f"ws must be auto, wsproto or none, not {self.ws!r}")
+        if self.ws_max_size < 1:
+            raise ConfigError(f"ws max size must be at least 1 byte, not {self.ws_max_size}")
+        if self.ws_ping_interval is not None:
+            _check_positive("WebSocket ping interval", self.ws_ping_interval)
+        if self.ws_ping_timeout is not None:
+            _check_positive("WebSocket ping timeout", self.ws_ping_timeout)
 
     def replace(self, **changes: object) -> Config:
         """A copy with some fields changed (and validated)."""

@@ -23,6 +23,8 @@ import trio
 
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
+from ._websocket import WebSocketSession
+from ._ws_handshake import is_websocket_upgrade
 
 if TYPE_CHECKING:
     from ._context import ServerContext
@@ -81,6 +83,8 @@ class HTTPConnection:
         self._read_done: trio.Event | None = None
         # Whether closing must wait for the client to stop sending (see _close).
         self._linger = False
+        self._websocket_enabled = ctx.config.ws != "none"
+        self._websocket: WebSocketSession | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -90,6 +94,9 @@ class HTTPConnection:
             while not self.shutting_down:
                 request = await self._read_request()
                 if request is None:
+                    break
+                if self._websocket_enabled and is_websocket_upgrade(request):
+                    await self._run_websocket(request)
                     break
                 cycle = RequestCycle(self, request)
                 await cycle.run()
@@ -103,6 +110,23 @@ class HTTPConnection:
         self.shutting_down = True
         if self._idle_scope is not None:
             self._idle_scope.cancel()
+        if self._websocket is not None:
+            self._websocket.begin_shutdown()
+
+    async def _run_websocket(self, request: h11.Request) -> None:
+        """Hand the connection over to a WebSocket session; it never comes back to HTTP."""
+        try:
+            end = self.h11.next_event()
+        except h11.RemoteProtocolError:
+            end = None
+        if type(end) is not h11.EndOfMessage:
+            # An upgrade request with a body: the WebSocket would start mid-body.
+            await self.send_error(400, "a WebSocket upgrade request cannot have a body")
+            return
+        self._websocket = WebSocketSession(self, request, bytes(self.h11.trailing_data[0]))
+        if self.shutting_down:
+            self._websocket.begin_shutdown()
+        await self._websocket.run()
 
     async def _start_next_cycle(self, cycle: RequestCycle) -> bool:
         """Whether the connection can carry another request; if so, get h11 ready for it."""

@@ -54,7 +54,7 @@ class RequestCycle:
     def __init__(self, conn: HTTPConnection, request: h11.Request) -> None:
         self.conn = conn
         self.request = request
-        self.scope = _build_scope(conn, request)
+        self.scope = build_scope(conn, request)
         self.keep_alive = True
         self.status: int | None = None
         self.disconnected = False
@@ -277,7 +277,7 @@ class RequestCycle:
         )
 
 
-def _build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
+def build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
     target = request.target
     if target.startswith((b"http://", b"https://")):
         # absolute-form (RFC 9112, 3.2.2): the path starts after the authority.

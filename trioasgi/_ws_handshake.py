@@ -1,0 +1,143 @@
+"""The WebSocket opening handshake, sans I/O: is this an upgrade, is it valid, what to answer.
+
+h11 has already parsed the request head on the HTTP connection; this module
+hands that head to wsproto (``initiate_upgrade_connection``), which checks
+it against RFC 6455 and, once the app has decided, produces the bytes of the
+``101 Switching Protocols`` answer, or of the HTTP response that refuses it.
+It also builds the ASGI ``websocket`` scope. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import h11
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData
+from wsproto.extensions import PerMessageDeflate
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from ._http_cycle import build_scope
+
+if TYPE_CHECKING:
+    from ._context import ServerContext
+    from ._http11 import HTTPConnection
+
+WS_SPEC = {"version": "3.0", "spec_version": "2.5"}
+
+
+def is_websocket_upgrade(request: h11.Request) -> bool:
+    """Whether the request asks to become a WebSocket (``Upgrade: websocket``)."""
+    for name, value in request.headers:
+        if name == b"upgrade":
+            return any(token.strip().lower() == b"websocket" for token in value.split(b","))
+    return False
+
+
+def websocket_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
+    """The ASGI ``websocket`` scope for an upgrade request."""
+    scope = build_scope(conn, request)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["asgi"] = WS_SPEC
+    scope["scheme"] = "wss" if conn.scheme == "https" else "ws"
+    scope["subprotocols"] = _offered_subprotocols(request)
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope
+
+
+def _offered_subprotocols(request: h11.Request) -> list[str]:
+    offered = []
+    for name, value in request.headers:
+        if name == b"sec-websocket-protocol":
+            offered += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    return offered
+
+
+@dataclass
+class HandshakeError:
+    """Why an upgrade request cannot become a WebSocket, and the bytes that say so."""
+
+    status: int
+    detail: str
+    response: bytes
+
+
+class ServerHandshake:
+    """The server's side of one opening handshake, on top of a wsproto connection."""
+
+    def __init__(self, request: h11.Request, ctx: ServerContext) -> None:
+        self.request = request
+        self.ctx = ctx
+        self.ws = WSConnection(ConnectionType.SERVER)
+
+    def start(self) -> HandshakeError | None:
+        """Validate the request; a :class:`HandshakeError` if it must be refused."""
+        if self.request.method != b"GET":
+            # wsproto assumes GET for a request parsed elsewhere: check it here.
+            return HandshakeError(405, "a WebSocket upgrade must be a GET", self._refusal(405))
+        try:
+            self.ws.initiate_upgrade_connection(self.request.headers, self.request.target)
+        except RemoteProtocolError as exc:
+            hint = exc.event_hint
+            status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            extra = list(hint.headers) if isinstance(hint, RejectConnection) else []
+            return HandshakeError(status, str(exc), self._refusal(status, extra))
+        # The wsproto Request event: nothing in it the scope does not have.
+        list(self.ws.events())
+        return None
+
+    def accept(
+        self, subprotocol: str | None, headers: list[tuple[bytes, bytes]], *, deflate: bool
+    ) -> bytes:
+        """The ``101`` response; ``ValueError`` for a subprotocol the client did not offer."""
+        extensions = [PerMessageDeflate()] if deflate else []
+        present = {name.lower() for name, _ in headers}
+        headers = headers + [h for h in self.ctx.default_headers() if h[0] not in present]
+        try:
+            return self.ws.send(
+                AcceptConnection(
+                    subprotocol=subprotocol, extensions=extensions, extra_headers=headers
+                )
+            )
+        except LocalProtocolError as exc:
+            raise ValueError(f"cannot accept the WebSocket: {exc}") from None
+
+    def reject(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The head of the app's own HTTP response (denial extension); a body follows."""
+        present = {name.lower() for name, _ in headers}
+        headers = headers + [h for h in self.ctx.default_headers() if h[0] not in present]
+        if b"connection" not in present:
+            headers.append((b"connection", b"close"))
+        return self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+
+    def reject_body(self, body: bytes, *, finished: bool) -> bytes:
+        return self.ws.send(RejectData(data=body, body_finished=finished))
+
+    def _refusal(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        """A complete plain-text error response from the server itself."""
+        body = f"{status} {HTTPStatus(status).phrase}\n".encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ]
+        try:
+            return self.reject(status, headers) + self.reject_body(body, finished=True)
+        except (LocalProtocolError, h11.LocalProtocolError):
+            # wsproto's own HTTP state could not take the response (the request
+            # never reached it): write the same response by hand.
+            return _raw_response(status, headers + self.ctx.default_headers(), body)
+
+    def refuse(self, status: int) -> bytes:
+        """A server-made response that refuses the upgrade (403, 500) and closes."""
+        return self._refusal(status)
+
+
+def _raw_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    lines.append(b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
