@@ -60,6 +60,9 @@ MESSAGE_QUEUE_SIZE = 4
 CLOSE_TIMEOUT = 5.0
 CLOSE_DRAIN_BYTES = 1024 * 1024
 
+#: How long we try to tell a peer that stopped answering pings why we give up.
+FAIL_WRITE_TIMEOUT = 1.0
+
 # Close codes the server sends (RFC 6455, section 7.4.1).
 NORMAL = 1000
 ABNORMAL = 1006
@@ -224,11 +227,15 @@ class WebSocketSession:
     # -- closing ----------------------------------------------------------------
 
     async def _close(self, code: int, reason: str) -> None:
-        """Send our close frame (if the connection is still open) and end it for the app."""
+        """Send our close frame (if the connection is still open), then end it for the app.
+
+        In that order: the app, told first, could return and have the session
+        cancel the frame half-written.
+        """
         self._state = _State.CLOSED
-        self._end_for_app(code, reason)
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))
+        self._end_for_app(code, reason)
 
     def _end_for_app(self, code: int, reason: str) -> None:
         """The connection is over: remember why, and let the app's receive() say so."""
@@ -421,9 +428,9 @@ class WebSocketSession:
         """Give up on a peer that stopped answering: close frame if we can, then the socket."""
         self._reader_scope.cancel()
         self._state = _State.CLOSED
-        self._end_for_app(code, reason)
-        with trio.move_on_after(1.0):
+        with trio.move_on_after(FAIL_WRITE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))
+        self._end_for_app(code, reason)
         await trio.aclose_forcefully(self.stream)
 
 

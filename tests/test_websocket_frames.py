@@ -1,0 +1,391 @@
+"""WebSocket unit tests: raw frames over in-memory streams, timeouts on a MockClock."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+
+import trioasgi
+from tests.conftest import read_until_closed
+from tests.ws_apps import Recorder, echo_app
+from trioasgi._context import ServerContext
+from trioasgi._http11 import HTTPConnection
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True) -> bytes:
+    """One client frame, built by hand so that it can be wrong on purpose."""
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    mask_bit = 0x80 if mask else 0
+    if len(payload) < 126:
+        head.append(mask_bit | len(payload))
+    elif len(payload) < 65536:
+        head.append(mask_bit | 126)
+        head += struct.pack("!H", len(payload))
+    else:
+        head.append(mask_bit | 127)
+        head += struct.pack("!Q", len(payload))
+    if not mask:
+        return bytes(head) + payload
+    key = b"\x11\x22\x33\x44"
+    return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+class WSMemoryPeer:
+    """A raw WebSocket client on one end of an in-memory stream pair, the server on the other."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        nursery: trio.Nursery,
+        pair: Callable[[], tuple[Any, Any]] = trio.testing.memory_stream_pair,
+        **settings: Any,
+    ) -> None:
+        self.client, server_stream = pair()
+        ctx = ServerContext(app=app, config=trioasgi.Config(**settings))
+        self.connection = HTTPConnection(
+            server_stream, ctx, client=("127.0.0.1", 50000), server=("127.0.0.1", 8000)
+        )
+        self.parser = Connection(ConnectionType.CLIENT)
+        self.finished = trio.Event()
+        self._events: list[Any] = []
+        nursery.start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            await self.connection.run()
+        finally:
+            self.finished.set()
+
+    async def handshake(self) -> bytes:
+        await self.client.send_all(UPGRADE)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await self.client.receive_some(65536)
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.parser.receive_data(rest)
+        return head
+
+    async def send(self, data: bytes) -> None:
+        await self.client.send_all(data)
+
+    async def next_event(self) -> Any:
+        """The next frame event from the server; None at EOF."""
+        while not self._events:
+            self._events.extend(self.parser.events())
+            if self._events:
+                break
+            data = await self.client.receive_some(65536)
+            if not data:
+                return None
+            self.parser.receive_data(data)
+        return self._events.pop(0)
+
+    async def expect_close(self) -> CloseConnection:
+        event = await self.next_event()
+        assert isinstance(event, CloseConnection), event
+        return event
+
+
+async def test_unmasked_client_frame_is_a_protocol_error(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery)
+    await peer.handshake()
+    await peer.send(frame(TEXT, b"hi", mask=False))
+    close = await peer.expect_close()
+    assert close.code == 1002
+    await peer.finished.wait()
+    assert recorder.disconnect["code"] == 1002
+
+
+async def test_reserved_opcode_is_a_protocol_error(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery)
+    await peer.handshake()
+    await peer.send(frame(0x3, b"??"))
+    assert (await peer.expect_close()).code == 1002
+
+
+async def test_invalid_utf8_closes_with_1007(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery)
+    await peer.handshake()
+    await peer.send(frame(TEXT, b"ok \xff\xfe"))
+    assert (await peer.expect_close()).code == 1007
+    await peer.finished.wait()
+    assert recorder.disconnect["code"] == 1007
+
+
+async def test_message_at_the_limit_passes(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery, ws_max_size=1024)
+    await peer.handshake()
+    await peer.send(frame(BINARY, b"x" * 1024))
+    event = await peer.next_event()
+    assert isinstance(event, BytesMessage) and len(event.data) == 1024
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+async def test_oversize_message_closes_with_1009(nursery, autojump_clock, fragmented) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery, ws_max_size=1024)
+    await peer.handshake()
+    if fragmented:
+        # The limit is on the message, not the frame: 3 x 400 bytes is too much.
+        await peer.send(
+            frame(BINARY, b"a" * 400, fin=False)
+            + frame(0x0, b"b" * 400, fin=False)
+            + frame(0x0, b"c" * 400)
+        )
+    else:
+        await peer.send(frame(BINARY, b"x" * 1025))
+    assert (await peer.expect_close()).code == 1009
+    await peer.send(frame(CLOSE, struct.pack("!H", 1009)))
+    await peer.finished.wait()
+    assert recorder.disconnect["code"] == 1009
+    assert not [m for m in recorder.received if m["type"] == "websocket.receive"]
+
+
+async def test_fragmented_text_is_one_message(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery)
+    await peer.handshake()
+    euro = "€".encode()  # split inside a UTF-8 sequence on purpose
+    await peer.send(frame(TEXT, b"a" + euro[:1], fin=False) + frame(0x0, euro[1:] + b"b"))
+    event = await peer.next_event()
+    assert isinstance(event, TextMessage) and event.data == "a€b"
+
+
+async def test_peer_ping_gets_a_pong_with_its_payload(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery)
+    await peer.handshake()
+    await peer.send(frame(PING, b"hello?"))
+    event = await peer.next_event()
+    assert isinstance(event, Pong) and event.payload == b"hello?"
+
+
+async def test_unanswered_ping_closes_with_1011(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery, ws_ping_interval=20, ws_ping_timeout=10)
+    await peer.handshake()
+    start = trio.current_time()
+    assert isinstance(await peer.next_event(), Ping)
+    assert trio.current_time() - start == pytest.approx(20)
+    close = await peer.expect_close()  # we never answer
+    assert close.code == 1011
+    assert trio.current_time() - start == pytest.approx(30)
+    assert await peer.next_event() is None  # and the socket is closed
+    await peer.finished.wait()
+    assert recorder.disconnect["code"] == 1011
+
+
+async def test_answered_pings_keep_the_connection(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery, ws_ping_interval=20, ws_ping_timeout=10)
+    await peer.handshake()
+    for _ in range(3):
+        ping = await peer.next_event()
+        assert isinstance(ping, Ping)
+        await peer.send(frame(PONG, ping.payload))
+    await peer.send(frame(TEXT, b"still here"))
+    event = await peer.next_event()
+    assert isinstance(event, TextMessage) and event.data == "still here"
+    assert trio.current_time() >= 60
+
+
+async def test_no_ping_when_disabled(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery, ws_ping_interval=None)
+    await peer.handshake()
+    with trio.move_on_after(3600):
+        event = await peer.next_event()
+        pytest.fail(f"unexpected {event}")
+
+
+async def test_shutdown_sends_1012_and_gives_up_on_a_silent_peer(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery)
+    await peer.handshake()
+    await trio.testing.wait_all_tasks_blocked()
+    start = trio.current_time()
+    peer.connection.begin_shutdown()
+    close = await peer.expect_close()
+    assert close.code == 1012
+    assert trio.current_time() == start  # at once
+    await peer.finished.wait()  # the peer never answers the close frame
+    assert trio.current_time() - start <= 5
+    assert recorder.disconnect["code"] == 1012
+
+
+async def test_shutdown_close_handshake_completes(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery)
+    await peer.handshake()
+    await trio.testing.wait_all_tasks_blocked()
+    start = trio.current_time()
+    peer.connection.begin_shutdown()
+    assert (await peer.expect_close()).code == 1012
+    await peer.send(frame(CLOSE, struct.pack("!H", 1012)))
+    await peer.finished.wait()
+    assert trio.current_time() == start
+
+
+async def test_server_stops_reading_while_the_app_does_not_receive(
+    nursery, autojump_clock
+) -> None:
+    release = trio.Event()
+    got: list[str] = []
+
+    async def slow_app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while len(got) < 20:
+            got.append((await receive())["text"])
+
+    peer = WSMemoryPeer(slow_app, nursery, pair=trio.testing.lockstep_stream_pair)
+    await peer.handshake()
+    sent = 0
+
+    async def sender() -> None:
+        nonlocal sent
+        for i in range(20):
+            await peer.send(frame(TEXT, str(i).encode()))
+            sent += 1
+
+    nursery.start_soon(sender)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sent < 10  # held back: a few queued messages, then TCP (here: lockstep) pushes back
+    release.set()
+    with trio.fail_after(10):
+        while len(got) < 20:
+            await trio.sleep(0.1)
+    assert got == [str(i) for i in range(20)]
+
+
+async def test_send_returns_once_the_frame_is_handed_to_the_socket(nursery, autojump_clock) -> None:
+    sent = trio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": b"payload"})
+        sent.set()
+        await receive()
+
+    peer = WSMemoryPeer(app, nursery, pair=trio.testing.lockstep_stream_pair)
+    await peer.handshake()
+    await trio.testing.wait_all_tasks_blocked()
+    assert not sent.is_set()  # nobody read the frame yet
+    event = await peer.next_event()
+    assert isinstance(event, BytesMessage) and event.data == b"payload"
+    await trio.testing.wait_all_tasks_blocked()
+    assert sent.is_set()
+
+
+async def test_send_after_disconnect_raises_client_disconnected(nursery, autojump_clock) -> None:
+    outcome: list[BaseException] = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        assert (await receive())["type"] == "websocket.disconnect"
+        try:
+            await send({"type": "websocket.send", "text": "too late"})
+        except OSError as exc:
+            outcome.append(exc)
+
+    peer = WSMemoryPeer(app, nursery)
+    await peer.handshake()
+    await peer.send(frame(CLOSE, struct.pack("!H", 1000)))
+    assert (await peer.expect_close()).code == 1000
+    await peer.finished.wait()
+    assert isinstance(outcome[0], trioasgi.ClientDisconnected)
+
+
+async def test_abrupt_disconnect_gives_1006(nursery, autojump_clock) -> None:
+    recorder = Recorder()
+    peer = WSMemoryPeer(echo_app(recorder), nursery)
+    await peer.handshake()
+    await peer.client.aclose()
+    await peer.finished.wait()
+    assert recorder.disconnect["code"] == 1006
+
+
+async def test_bytes_after_the_upgrade_head_are_not_lost(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery)
+    # The first frame travels in the same packet as the request head.
+    await peer.client.send_all(UPGRADE + frame(TEXT, b"early"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await peer.client.receive_some(65536)
+    peer.parser.receive_data(head.partition(b"\r\n\r\n")[2])
+    event = await peer.next_event()
+    assert isinstance(event, TextMessage) and event.data == "early"
+
+
+async def deflate_exchange(nursery, **settings: Any) -> tuple[AcceptConnection, int, str]:
+    """Handshake offering permessage-deflate, one compressible echo: (accept, wire size, text)."""
+    client, server_stream = trio.testing.memory_stream_pair()
+    ctx = ServerContext(app=echo_app(), config=trioasgi.Config(**settings))
+    connection = HTTPConnection(server_stream, ctx, client=None, server=None)
+    nursery.start_soon(connection.run)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await client.send_all(ws.send(Request(host="x", target="/", extensions=[PerMessageDeflate()])))
+    text = "compress me " * 1000
+    events: list[Any] = []
+    wire = 0
+    accepted = None
+    while True:
+        data = await client.receive_some(65536)
+        if accepted is not None:
+            wire += len(data)
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                accepted = event
+                await client.send_all(ws.send(TextMessage(data=text)))
+            elif isinstance(event, TextMessage):
+                events.append(event.data)
+        if events and "".join(events) == text:
+            assert accepted is not None
+            return accepted, wire, "".join(events)
+
+
+async def test_per_message_deflate_is_negotiated(nursery, autojump_clock) -> None:
+    accepted, wire, text = await deflate_exchange(nursery)
+    assert [e.name for e in accepted.extensions if e.enabled()] == ["permessage-deflate"]
+    assert text == "compress me " * 1000
+    assert wire < len(text) // 10  # the echo came back compressed
+
+
+async def test_per_message_deflate_can_be_turned_off(nursery, autojump_clock) -> None:
+    accepted, wire, text = await deflate_exchange(nursery, ws_per_message_deflate=False)
+    assert not [e for e in accepted.extensions if e.enabled()]
+    assert wire > len(text)
+
+
+async def test_upgrade_request_with_a_body_is_refused(nursery, autojump_clock) -> None:
+    peer = WSMemoryPeer(echo_app(), nursery)
+    await peer.send(UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 2\r\n\r\nhi"))
+    response = await read_until_closed(peer.client)
+    assert response.startswith(b"HTTP/1.1 400 ")
