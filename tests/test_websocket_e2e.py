@@ -153,7 +153,11 @@ async def test_client_close_code_reaches_the_app() -> None:
         with trio.fail_after(5):
             while recorder.disconnect is None:
                 await trio.sleep(0.01)
-    assert recorder.disconnect == {"type": "websocket.disconnect", "code": 4002, "reason": "done here"}
+    assert recorder.disconnect == {
+        "type": "websocket.disconnect",
+        "code": 4002,
+        "reason": "done here",
+    }
 
 
 async def test_ping_is_answered() -> None:
@@ -325,4 +329,24 @@ async def test_shutdown_closes_with_1012_and_the_app_hears_it() -> None:
             await server.stopped.wait()
     assert info.value.reason.code == 1012
     assert recorder.disconnect is not None
+    assert recorder.disconnect["code"] == 1012
+
+
+async def test_shutdown_does_not_wait_for_a_silent_peer_beyond_the_graceful_timeout() -> None:
+    recorder = Recorder()
+    async with running_server(echo_app(recorder), timeout_graceful_shutdown=0.5) as server:
+        stream = await server.connect()
+        await stream.send_all(
+            b"GET /ws HTTP/1.1\r\n" + KEY_HEADERS + b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some(65536)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        server.stop()
+        # We read the close frame but never answer it.
+        with trio.fail_after(4):  # the close handshake alone would wait 5 s
+            rest = await read_until_closed(stream)
+            await server.stopped.wait()
+    assert rest[:4] == b"\x88\x16\x03\xf4"  # close frame, 22 bytes of payload, code 1012
     assert recorder.disconnect["code"] == 1012

@@ -249,9 +249,7 @@ async def test_shutdown_close_handshake_completes(nursery, autojump_clock) -> No
     assert trio.current_time() == start
 
 
-async def test_server_stops_reading_while_the_app_does_not_receive(
-    nursery, autojump_clock
-) -> None:
+async def test_server_stops_reading_while_the_app_does_not_receive(nursery, autojump_clock) -> None:
     release = trio.Event()
     got: list[str] = []
 

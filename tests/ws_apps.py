@@ -38,7 +38,11 @@ def echo_app(recorder: Recorder | None = None, **accept: Any) -> Any:
             if message["type"] == "websocket.disconnect":
                 return
             await send(
-                {"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")}
+                {
+                    "type": "websocket.send",
+                    "text": message.get("text"),
+                    "bytes": message.get("bytes"),
+                }
             )
 
     return app
