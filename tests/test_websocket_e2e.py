@@ -350,3 +350,48 @@ async def test_shutdown_does_not_wait_for_a_silent_peer_beyond_the_graceful_time
             await server.stopped.wait()
     assert rest[:4] == b"\x88\x16\x03\xf4"  # close frame, 22 bytes of payload, code 1012
     assert recorder.disconnect["code"] == 1012
+
+
+async def test_invalid_denial_status_is_a_500() -> None:
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.http.response.start", "status": 42, "headers": []})
+
+    async with running_server(app) as server:
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(ws_url(server)):
+                pass
+    assert info.value.status_code == 500
+
+
+async def test_unoffered_subprotocol_is_an_app_error() -> None:
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.accept", "subprotocol": "never-offered"})
+
+    async with running_server(app) as server:
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(ws_url(server), subprotocols=["chat"]):
+                pass
+    assert info.value.status_code == 500
+
+
+async def test_access_log_says_accepted_or_refused(caplog) -> None:
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        if scope["path"] == "/no":
+            await send({"type": "websocket.close"})
+        else:
+            await send({"type": "websocket.accept"})
+
+    caplog.set_level("INFO", logger="trioasgi.access")
+    async with running_server(app) as server:
+        async with open_websocket_url(ws_url(server, "/yes?a=1")):
+            pass
+        with pytest.raises(ConnectionRejected):
+            async with open_websocket_url(ws_url(server, "/no")):
+                pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "trioasgi.access"]
+    assert any(line.endswith('"WebSocket /yes?a=1" 101') for line in lines), lines
+    assert any(line.endswith('"WebSocket /no" 403') for line in lines), lines

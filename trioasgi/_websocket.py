@@ -24,6 +24,7 @@ channel is closed: the app receives what is left and then one
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
-from ._logging import TRACE, logger
+from ._logging import TRACE, access_logger, logger
 from ._ws_handshake import ServerHandshake, websocket_scope
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class WebSocketSession:
         error = self.handshake.start()
         if error is not None:
             logger.log(TRACE, "%s: WebSocket handshake refused: %s", self.conn.client, error.detail)
+            self._log_access(error.status)
             await self._write_quietly(error.response)
             return
         async with trio.open_nursery() as nursery:
@@ -184,8 +186,10 @@ class WebSocketSession:
             await self._refuse(403)
         elif state is _State.HANDSHAKE and message_type == "websocket.http.response.start":
             headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            head = self.handshake.reject(message["status"], headers)  # h11 validates
             self._state = _State.RESPONDING
-            await self._write_or_disconnect(self.handshake.reject(message["status"], headers))
+            self._log_access(message["status"])
+            await self._write_or_disconnect(head)
         elif state is _State.RESPONDING and message_type == "websocket.http.response.body":
             more = message.get("more_body", False)
             if not more:
@@ -205,6 +209,7 @@ class WebSocketSession:
         )
         self._state = _State.CONNECTED
         self._accepted = True
+        self._log_access(101)
         await self._write_or_disconnect(data)
         assert self._nursery is not None
         self._nursery.start_soon(self._read_loop)
@@ -222,7 +227,19 @@ class WebSocketSession:
         """A server-made HTTP response instead of the upgrade (403 or 500)."""
         self._state = _State.CLOSED
         self._end_for_app(ABNORMAL, "")
+        self._log_access(status)
         await self._write_quietly(self.handshake.refuse(status))
+
+    def _log_access(self, status: int) -> None:
+        if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
+            return
+        client = self.conn.client
+        access_logger.info(
+            '%s - "WebSocket %s" %d',
+            f"{client[0]}:{client[1]}" if client else "-",
+            self.handshake.request.target.decode("ascii", "replace"),
+            status,
+        )
 
     # -- closing ----------------------------------------------------------------
 

@@ -19,13 +19,11 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ._http_cycle import build_scope
+from ._http_cycle import ASGI_VERSION, build_scope
 
 if TYPE_CHECKING:
     from ._context import ServerContext
     from ._http11 import HTTPConnection
-
-WS_SPEC = {"version": "3.0", "spec_version": "2.5"}
 
 
 def is_websocket_upgrade(request: h11.Request) -> bool:
@@ -41,7 +39,7 @@ def websocket_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any
     scope = build_scope(conn, request)
     del scope["method"]
     scope["type"] = "websocket"
-    scope["asgi"] = WS_SPEC
+    scope["asgi"] = ASGI_VERSION
     scope["scheme"] = "wss" if conn.scheme == "https" else "ws"
     scope["subprotocols"] = _offered_subprotocols(request)
     scope["extensions"] = {"websocket.http.response": {}}
