@@ -395,3 +395,12 @@ async def test_access_log_says_accepted_or_refused(caplog) -> None:
     lines = [r.getMessage() for r in caplog.records if r.name == "trioasgi.access"]
     assert any(line.endswith('"WebSocket /yes?a=1" 101') for line in lines), lines
     assert any(line.endswith('"WebSocket /no" 403') for line in lines), lines
+
+
+async def test_ws_wsproto_is_the_same_as_auto() -> None:
+    async with (
+        running_server(echo_app(), ws="wsproto") as server,
+        open_websocket_url(ws_url(server)) as ws,
+    ):
+        await ws.send_message("same")
+        assert await ws.get_message() == "same"
