@@ -387,3 +387,28 @@ async def test_upgrade_request_with_a_body_is_refused(nursery, autojump_clock) -
     await peer.send(UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 2\r\n\r\nhi"))
     response = await read_until_closed(peer.client)
     assert response.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_peer_that_stops_reading_is_cut_off(nursery, autojump_clock) -> None:
+    outcome: list[BaseException] = []
+
+    async def firehose(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": b"x" * 1000})
+        except OSError as exc:
+            outcome.append(exc)
+
+    peer = WSMemoryPeer(
+        firehose,
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        ws_ping_interval=20,
+        ws_ping_timeout=10,
+    )
+    await peer.handshake()  # and never read again
+    await peer.finished.wait()
+    assert 30 <= trio.current_time() <= 32
+    assert isinstance(outcome[0], trioasgi.ClientDisconnected)

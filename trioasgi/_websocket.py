@@ -310,6 +310,11 @@ class WebSocketSession:
                 await self._drain_after_close()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._end_for_app(ABNORMAL, "")
+        except Exception:
+            # A bug here must cost this connection, never the server.
+            logger.exception("WebSocket reader failed for %s", self.conn.client)
+            self._end_for_app(INTERNAL_ERROR, "")
+            await trio.aclose_forcefully(self.stream)
         finally:
             self._reader_done.set()
 
@@ -399,9 +404,14 @@ class WebSocketSession:
         while await self._wait_unless_shutdown(interval) is None:
             self._pong = trio.Event()
             self._paused_during_ping = self._reader_paused
-            if not await self._send_event(Ping(payload=b"trio-asgi")):
+            # A peer that does not read holds the write lock (and the app)
+            # back: the ping must get out within the timeout too.
+            sent = None
+            with trio.move_on_after(_or_inf(self.config.ws_ping_timeout)):
+                sent = await self._send_event(Ping(payload=b"trio-asgi"))
+            if sent is False:
                 return
-            answered = await self._wait_for_pong()
+            answered = False if sent is None else await self._wait_for_pong()
             if answered is False:
                 logger.info("WebSocket peer %s did not answer a ping", self.conn.client)
                 await self._fail(INTERNAL_ERROR, "keepalive ping timeout")
@@ -433,7 +443,7 @@ class WebSocketSession:
         with trio.CancelScope() as self._wake_keepalive:
             if self._shutting_down:
                 return False
-            with trio.move_on_after(math.inf if seconds is None else seconds):
+            with trio.move_on_after(_or_inf(seconds)):
                 if event is None:
                     await trio.sleep_forever()
                 await event.wait()
@@ -449,6 +459,10 @@ class WebSocketSession:
             await self._send_event(CloseConnection(code=code, reason=reason))
         self._end_for_app(code, reason)
         await trio.aclose_forcefully(self.stream)
+
+
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
 
 
 class _MessageReader:
