@@ -404,3 +404,40 @@ async def test_ws_wsproto_is_the_same_as_auto() -> None:
     ):
         await ws.send_message("same")
         assert await ws.get_message() == "same"
+
+
+async def test_wss_over_tls_has_the_tls_extension(tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    recorder = Recorder()
+    settings = {
+        "ssl_certfile": str(tmp_path / "cert.pem"),
+        "ssl_keyfile": str(tmp_path / "key.pem"),
+    }
+    async with (
+        running_server(echo_app(recorder), **settings) as server,
+        open_websocket_url(f"wss://127.0.0.1:{server.port}/secure", client_context) as ws,
+    ):
+        await ws.send_message("over tls")
+        assert await ws.get_message() == "over tls"
+    assert recorder.scope["scheme"] == "wss"
+    assert "tls" in recorder.scope["extensions"]
+    assert "websocket.http.response" in recorder.scope["extensions"]
+
+
+async def test_trusted_proxy_forwarded_proto_makes_wss() -> None:
+    recorder = Recorder()
+    async with (
+        running_server(echo_app(recorder)) as server,
+        open_websocket_url(ws_url(server), extra_headers=[(b"x-forwarded-proto", b"https")]),
+    ):
+        pass
+    assert recorder.scope["scheme"] == "wss"

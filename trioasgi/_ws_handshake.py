@@ -40,9 +40,10 @@ def websocket_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any
     del scope["method"]
     scope["type"] = "websocket"
     scope["asgi"] = ASGI_VERSION
-    scope["scheme"] = "wss" if conn.scheme == "https" else "ws"
+    # After any trusted proxy's X-Forwarded-Proto: "https" (or "wss") means wss.
+    scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
     scope["subprotocols"] = _offered_subprotocols(request)
-    scope["extensions"] = {"websocket.http.response": {}}
+    scope.setdefault("extensions", {})["websocket.http.response"] = {}
     return scope
 
 
