@@ -233,7 +233,7 @@ class WebSocketSession:
     def _log_access(self, status: int) -> None:
         if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
             return
-        client = self.conn.client
+        client = self.scope["client"]  # as a trusted proxy reports it
         access_logger.info(
             '%s - "WebSocket %s" %d',
             f"{client[0]}:{client[1]}" if client else "-",
