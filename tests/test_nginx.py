@@ -10,6 +10,7 @@ the app sees can only have come from ``X-Forwarded-For``.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import ssl
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import trio
 import trustme
+from trio_websocket import open_websocket_url
 
 from tests import apps
 from tests.conftest import running_server
@@ -220,3 +222,38 @@ async def test_request_body_and_streamed_response_pass_through_nginx(
         )
     assert response.status_code == 200
     assert response.content == b"one|two|three|" * 1000 + b"|"
+
+
+async def test_websocket_through_nginx_sees_wss_and_the_real_client(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """nginx upgrades the connection; the app sees wss and the client nginx reports."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(scope_summary(scope))})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+
+    def scope_summary(scope: dict) -> dict:
+        return {"scheme": scope["scheme"], "client": scope["client"], "path": scope["path"]}
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with (
+        running_server(app, root_path="/api") as server,
+        nginx(tmp_path, ca, [f"127.0.0.1:{server.port}"]) as (port,),
+        open_websocket_url(f"wss://127.0.0.1:{port}/api/chat", ssl_context=context) as ws,
+    ):
+        seen = json.loads(await ws.get_message())
+        await ws.send_message("through the proxy")
+        assert await ws.get_message() == "THROUGH THE PROXY"
+    assert seen["scheme"] == "wss"
+    assert seen["client"][0] == "127.0.0.1" and seen["client"][1] == 0
+    assert seen["path"] == "/api/chat"
