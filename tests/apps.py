@@ -61,3 +61,22 @@ async def show_scope(scope: dict, receive: Any, send: Any) -> None:
     body = scope_as_json(scope)
     await start(send, 200, [(b"content-type", b"application/json")])
     await send({"type": "http.response.body", "body": body})
+
+
+async def pid(scope: dict, receive: Any, send: Any) -> None:
+    """Answers with the serving process's id; ``/slow`` sends its last byte after 0.5 s."""
+    import os
+
+    import trio
+
+    if scope["type"] != "http":
+        return
+    body = str(os.getpid()).encode()
+    if scope["path"] == "/slow":
+        await start(send, 200, [(b"content-length", str(len(body) + 1).encode())])
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await trio.sleep(0.5)
+        await send({"type": "http.response.body", "body": b"!"})
+        return
+    await start(send, 200, [(b"content-length", str(len(body)).encode())])
+    await send({"type": "http.response.body", "body": body})

@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-from ._config import LOG_LEVELS, Config, ConfigError
-from ._importer import AppImportError, import_app
-from ._lifespan import LifespanFailure
+from ._config import INTERFACES, LOG_LEVELS, Config, ConfigError
+from ._listeners import open_listeners
 from ._logging import configure_logging, logger
-from ._server import Server
-
-#: Exit statuses: 1 for "could not start" (bad app, bad address), 2 for a bad
-#: command line (argparse's convention), 3 for a failed lifespan startup
-#: (uvicorn's).
-EXIT_STARTUP_ERROR = 1
-EXIT_USAGE = 2
-EXIT_LIFESPAN_FAILED = 3
+from ._runner import EXIT_STARTUP_ERROR, EXIT_USAGE, fail, load_app, run_server
+from ._settings import ENV_PREFIX, load_env_file, parse_header, resolve
 
 _DEFAULTS = Config()
 
@@ -39,6 +31,13 @@ _DEFAULTS = Config()
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _header(text: str) -> tuple[str, str]:
+    try:
+        return parse_header(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds_or_none(text: str) -> float | None:
@@ -63,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_websocket_flags(parser.add_argument_group("WebSocket"))
     _add_timeout_flags(parser.add_argument_group("timeouts"))
     _add_logging_flags(parser.add_argument_group("logging"))
+    _add_worker_flags(parser.add_argument_group("workers"))
+    _add_reload_flags(parser.add_argument_group("reload"))
+    _add_config_flags(parser.add_argument_group("configuration"))
     return parser
 
 
@@ -71,6 +73,13 @@ def _add_application_flags(group: argparse._ArgumentGroup) -> None:
         "--factory",
         action="store_true",
         help="MODULE:ATTR names a function that returns the app; call it",
+    )
+    group.add_argument(
+        "--interface",
+        choices=INTERFACES,
+        default=_DEFAULTS.interface,
+        help="the app's ASGI version: auto tells an ASGI 2 app (app(scope) returning a "
+        "coroutine function) from an ASGI 3 one (default: %(default)s)",
     )
     group.add_argument(
         "--app-dir",
@@ -197,6 +206,26 @@ def _add_http_flags(group: argparse._ArgumentGroup) -> None:
         metavar="BYTES",
         help="largest request header block accepted; more gets 431 (default: %(default)s)",
     )
+    group.add_argument(
+        "--server-header",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.server_header,
+        help="add 'server: trio-asgi' to responses that have no server header (default: on)",
+    )
+    group.add_argument(
+        "--date-header",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.date_header,
+        help="add a date header to responses that have none (default: on)",
+    )
+    group.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        type=_header,
+        metavar="NAME:VALUE",
+        help="a default header added to every response that does not set it; repeatable",
+    )
 
 
 def _add_websocket_flags(group: argparse._ArgumentGroup) -> None:
@@ -285,6 +314,92 @@ def _add_logging_flags(group: argparse._ArgumentGroup) -> None:
         default=_DEFAULTS.access_log,
         help="log one line per response (default: on)",
     )
+    group.add_argument(
+        "--access-log-format",
+        default=_DEFAULTS.access_log_format,
+        metavar="FORMAT",
+        help="the access log line, with {field} placeholders: client, client_addr, method, "
+        "target, path, query, http_version, scheme, status, bytes, duration (seconds), "
+        "duration_ms, host, user_agent, referer, pid; format specs work, e.g. "
+        "{duration:.3f} (default: %(default)s)",
+    )
+    group.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="configure logging from a logging.config.dictConfig file: JSON, or YAML "
+        "(.yaml/.yml) if PyYAML is installed",
+    )
+
+
+def _add_worker_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=_DEFAULTS.workers,
+        metavar="N",
+        help="run N worker processes under a supervisor that restarts any that die; "
+        "SIGHUP restarts them one by one (default: %(default)s, no supervisor)",
+    )
+    group.add_argument(
+        "--limit-max-requests",
+        type=int,
+        metavar="N",
+        help="after N requests, drain and exit; under --workers the worker is replaced "
+        "(default: no limit)",
+    )
+    group.add_argument(
+        "--limit-max-requests-jitter",
+        type=int,
+        default=_DEFAULTS.limit_max_requests_jitter,
+        metavar="N",
+        help="add a random 0 to N to the request limit, so workers do not all recycle at "
+        "once (default: %(default)s)",
+    )
+
+
+def _add_reload_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a source file changes (needs the reload extra: "
+        "pip install 'trio-asgi[reload]'); not with --workers",
+    )
+    group.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        metavar="DIR",
+        help="a directory to watch; repeatable (default: the current directory)",
+    )
+    group.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action="append",
+        metavar="GLOB",
+        help="watch file names matching GLOB; repeatable (default: *.py)",
+    )
+    group.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action="append",
+        metavar="GLOB",
+        help="ignore file names or paths matching GLOB; repeatable (default: .* *.py[cod] *~)",
+    )
+
+
+def _add_config_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read settings from a TOML file whose keys are the flag names with "
+        f"underscores; precedence: flag > {ENV_PREFIX}<NAME> variable > file > default",
+    )
+    group.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="load KEY=VALUE lines into the environment (of the server and the app) "
+        "first; variables already set win",
+    )
 
 
 def _version() -> str:
@@ -297,79 +412,75 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """A Config from every parsed flag that names a Config field (dest == field name)."""
     values = vars(args)
     return Config(
-        **{field.name: values[field.name] for field in fields(Config) if field.name in values}
+        **{
+            field.name: values[field.name]
+            for field in fields(Config)
+            if values.get(field.name) is not None
+        }
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def explicit_flags(argv: Sequence[str] | None) -> dict[str, Any]:
+    """The Config fields given on the command line, without the defaults of the others."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    names = {field.name for field in fields(Config)}
+    return {name: value for name, value in vars(parser.parse_args(argv)).items() if name in names}
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    environ = os.environ if environ is None else environ
     try:
-        config = config_from_args(args)
+        if args.env_file is not None:
+            load_env_file(args.env_file, environ)  # type: ignore[arg-type]
+        config = resolve(explicit_flags(argv), config_file=args.config, environ=environ)
+        configure_logging(config)
     except ConfigError as exc:
         parser.error(str(exc))
-    configure_logging(config.log_level, access_log=config.access_log)
-    try:
-        app = import_app(args.app, factory=config.factory, app_dir=config.app_dir)
-    except AppImportError as exc:
-        return _fail(EXIT_STARTUP_ERROR, f"{exc}.")
-    except Exception:
-        logger.exception("Error while importing %s", args.app)
-        return _fail(EXIT_STARTUP_ERROR, f'could not load the application "{args.app}".')
+    if config.reload or config.workers > 1:
+        return _run_processes(args.app, config)
+    app = load_app(args.app, config)
+    if app is None:
+        return EXIT_STARTUP_ERROR
+    return run_server(app, config)
 
+
+def _run_processes(target: str, config: Config) -> int:
+    """Bind once here, then serve from worker processes (``--workers`` or ``--reload``)."""
     try:
-        server = Server(app, config)
-    except ConfigError as exc:
-        return _fail(EXIT_STARTUP_ERROR, f"{exc}.")
-    try:
-        trio.run(_serve_with_signals, server)
+        return trio.run(_supervise, target, config)
     except BaseException as exc:
-        # Nurseries wrap what they raise in exception groups; the user wants
-        # the one thing that went wrong.
-        return _exit_status_for(_sole_exception(exc))
-    return 0
+        if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        if isinstance(exc, OSError):
+            return fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
+        if isinstance(exc, ConfigError):
+            return fail(EXIT_USAGE, f"{exc}.")
+        raise
 
 
-def _exit_status_for(exc: BaseException) -> int:
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    if isinstance(exc, OSError):
-        return _fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
-    if isinstance(exc, LifespanFailure):
-        return _fail(EXIT_LIFESPAN_FAILED, f"{exc}.")
-    raise exc
+async def _supervise(target: str, config: Config) -> int:
+    listeners = await open_listeners(config)
+    try:
+        scheme = "https" if config.ssl_certfile else "http"
+        for listener in listeners:
+            logger.info("Listening on %s", listener.url(scheme))
+        fds = [listener.listener.socket.fileno() for listener in listeners]
+        if config.reload:
+            from ._reload import Reloader
 
+            return await Reloader(target, config, fds).run()
+        from ._supervisor import Supervisor
 
-def _sole_exception(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-async def _serve_with_signals(server: Server) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, signals, server)
-            await server.serve(server.wait_for_shutdown_request, trio.TASK_STATUS_IGNORED)
-            nursery.cancel_scope.cancel()
-    logger.info("Stopped")
-
-
-async def _watch_signals(signals: AsyncIterator[int], server: Server) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown. Second: stop at once."""
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if server.shutdown_requested:
-            logger.warning("Received %s again: exiting now", name)
-            server.force_exit()
-            return
-        logger.info("Received %s: shutting down gracefully (again to force)", name)
-        server.request_shutdown()
-
-
-def _fail(status: int, sentence: str) -> int:
-    sys.stderr.write(f"trio-asgi: error: {sentence[0].lower()}{sentence[1:]}\n")
-    return status
+        return await Supervisor(target, config, fds).run()
+    finally:
+        for listener in listeners:
+            await listener.aclose()
 
 
 def run() -> NoReturn:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+DEFAULT_ACCESS_LOG_FORMAT = '{client} - "{method} {target} HTTP/{http_version}" {status}'
+INTERFACES = ("auto", "asgi3", "asgi2")
+
+#: RFC 9110 token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class ConfigError(ValueError):
@@ -30,6 +36,7 @@ class Config:
 
     # -- the application (used where the app is loaded by name) --
     factory: bool = False
+    interface: Literal["auto", "asgi3", "asgi2"] = "auto"
     app_dir: str = "."
     lifespan: Literal["auto", "on", "off"] = "auto"
     root_path: str = ""
@@ -64,6 +71,9 @@ class Config:
     h11_max_incomplete_event_size: int = 16 * 1024
     server_header: bool = True
     date_header: bool = True
+    #: Extra default headers, ``(name, value)``: added to every response that
+    #: does not set them itself (a ``server`` or ``date`` here replaces ours).
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
     # -- WebSocket --
     ws: Literal["auto", "wsproto", "none"] = "auto"
@@ -81,6 +91,22 @@ class Config:
     # -- logging --
     log_level: str = "info"
     access_log: bool = True
+    access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
+    #: A ``logging.config.dictConfig`` file (JSON, or YAML with PyYAML installed).
+    log_config: str | None = None
+
+    # -- workers --
+    workers: int = 1
+    #: Recycle a worker (or exit, in a single process) after this many requests.
+    limit_max_requests: int | None = None
+    #: Add a random 0..jitter to ``limit_max_requests`` so workers do not recycle together.
+    limit_max_requests_jitter: int = 0
+
+    # -- reload --
+    reload: bool = False
+    reload_dirs: list[str] = field(default_factory=list)
+    reload_includes: list[str] = field(default_factory=lambda: ["*.py"])
+    reload_excludes: list[str] = field(default_factory=lambda: [".*", "*.py[cod]", "*~"])
 
     def __post_init__(self) -> None:
         self.validate()
@@ -99,6 +125,13 @@ class Config:
             raise ConfigError(
                 f"root path must start with '/' and not end with one, not {self.root_path!r}"
             )
+        if self.interface not in INTERFACES:
+            raise ConfigError(f"interface must be auto, asgi3 or asgi2, not {self.interface!r}")
+        self._validate_headers()
+        from ._access_log import check_format  # imports this module
+
+        check_format(self.access_log_format)
+        self._validate_processes()
         _check_positive("keep-alive timeout", self.timeout_keep_alive)
         _check_positive("request header timeout", self.timeout_request_header)
         _check_positive("lifespan timeout", self.timeout_lifespan)
@@ -157,6 +190,26 @@ class Config:
             _check_positive("WebSocket ping interval", self.ws_ping_interval)
         if self.ws_ping_timeout is not None:
             _check_positive("WebSocket ping timeout", self.ws_ping_timeout)
+
+    def _validate_headers(self) -> None:
+        for header in self.headers:
+            name, value = header
+            if not _TOKEN.fullmatch(name):
+                raise ConfigError(f"{name!r} is not a valid header name")
+            if any(c in value for c in "\r\n\0"):
+                raise ConfigError(f"the value of header {name!r} contains a line break or NUL")
+
+    def _validate_processes(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.limit_max_requests is not None and self.limit_max_requests < 1:
+            raise ConfigError(
+                f"limit max requests must be at least 1, not {self.limit_max_requests}"
+            )
+        if self.limit_max_requests_jitter < 0:
+            raise ConfigError("limit max requests jitter cannot be negative")
+        if self.reload and self.workers > 1:
+            raise ConfigError("--reload cannot be combined with --workers: use one or the other")
 
     def replace(self, **changes: object) -> Config:
         """A copy with some fields changed (and validated)."""

@@ -27,6 +27,14 @@ class ServerContext:
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
+        # Encoded once: ``default_headers()`` runs for every response.
+        self._extra_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.config.headers
+        ]
+        extra_names = {name for name, _ in self._extra_headers}
+        self._server_header = self.config.server_header and b"server" not in extra_names
+        self._date_header = self.config.date_header and b"date" not in extra_names
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None
@@ -34,8 +42,10 @@ class ServerContext:
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers the server adds to a response that does not set them itself."""
         headers = []
-        if self.config.server_header:
+        if self._server_header:
             headers.append((b"server", SERVER_HEADER))
-        if self.config.date_header:
+        if self._date_header:
             headers.append((b"date", http_date()))
+        if self._extra_headers:
+            headers.extend(self._extra_headers)
         return headers

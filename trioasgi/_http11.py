@@ -91,7 +91,11 @@ class HTTPConnection:
     async def run(self) -> None:
         """Serve requests until the client leaves, a timeout expires or we shut down."""
         try:
-            while not self.shutting_down:
+            # No shutting_down check up here: a connection shut down before its
+            # first request still answers one that is already in h11's buffer
+            # (see Server._handle_connection); _read_request does not wait for
+            # more, and _start_next_cycle ends the loop after it.
+            while True:
                 request = await self._read_request()
                 if request is None:
                     break

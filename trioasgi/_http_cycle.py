@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -22,6 +23,7 @@ from urllib.parse import unquote
 import h11
 import trio
 
+from ._access_log import format_access_line
 from ._logging import access_logger, logger
 from ._proxy import forwarded_client_and_scheme
 
@@ -67,6 +69,10 @@ class RequestCycle:
         self._body_complete = False
         self._stashed_event: h11.Data | h11.EndOfMessage | None = None
         self._pipelined_bytes = 0
+        # Access log measurements, taken only when there is an access log.
+        self._measure = conn.ctx.config.access_log
+        self.started = time.perf_counter() if self._measure else 0.0
+        self.body_bytes = 0
 
     # -- running the app --------------------------------------------------
 
@@ -240,6 +246,8 @@ class RequestCycle:
         self._pending_head = b""
         if body and not self._discard_body:
             data += h11conn.send(h11.Data(data=body))
+            if self._measure:
+                self.body_bytes += len(body)
         if not more_body:
             data += h11conn.send(h11.EndOfMessage())
             self._response = _ResponseState.COMPLETE
@@ -265,16 +273,8 @@ class RequestCycle:
     def _log_access(self) -> None:
         if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
             return
-        request = self.request
-        client = self.scope["client"]
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d',
-            f"{client[0]}:{client[1]}" if client else "-",
-            request.method.decode("ascii"),
-            request.target.decode("ascii", "replace"),
-            request.http_version.decode("ascii"),
-            self.status,
-        )
+        line = format_access_line(self.conn.ctx.config.access_log_format, self)
+        access_logger.info("%s", line, extra={"status_code": self.status})
 
 
 def build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:

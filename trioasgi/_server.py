@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import math
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,7 @@ import trio
 from ._config import Config
 from ._context import ServerContext
 from ._http11 import HTTPConnection
+from ._interface import adapt_interface
 from ._lifespan import Lifespan, LifespanFailure
 from ._listeners import Listener, open_listeners
 from ._logging import TRACE, logger
@@ -36,6 +38,8 @@ from ._tls import load_tls, tls_extension
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_SECONDS = 0.1
+#: How long a connection accepted during the shutdown may take to send its request.
+_LATE_REQUEST_GRACE_SECONDS = 1.0
 
 
 class Server:
@@ -43,6 +47,11 @@ class Server:
 
     def __init__(self, app: Callable[..., Any], config: Config) -> None:
         self.config = config
+        app = adapt_interface(app, config.interface)
+        if config.limit_max_requests is not None:
+            limit = config.limit_max_requests
+            limit += random.randint(0, config.limit_max_requests_jitter)
+            app = _RequestLimit(app, limit, self._retire)
         self.lifespan = Lifespan(app, config)
         self.ctx = ServerContext(app=app, config=config, lifespan_state=self.lifespan.state)
         # Certificates are read before anything listens: a bad path fails the start.
@@ -53,6 +62,8 @@ class Server:
         self._shutdown_requested = trio.Event()
         self._root_scope = trio.CancelScope()
         self._startup_failure: LifespanFailure | None = None
+        self._trigger_scope = trio.CancelScope()
+        self._acceptors: trio.CancelScope | None = None
 
     @property
     def connection_count(self) -> int:
@@ -68,6 +79,25 @@ class Server:
     def request_shutdown(self) -> None:
         """Begin the graceful shutdown (safe to call more than once, from sync code)."""
         self._shutdown_requested.set()
+        self._trigger_scope.cancel()
+        # Stop accepting now rather than when the drain starts: under
+        # --workers the sockets are shared, and a connection left in the
+        # backlog goes to another worker instead of being closed here.
+        if self._acceptors is not None:
+            self._acceptors.cancel()
+
+    def _retire(self) -> None:
+        """The request limit is reached: drain and stop, this very response included.
+
+        Marking the connections now, rather than when the drain starts, makes
+        the response in progress say ``Connection: close``, so its client
+        does not send another request on a connection about to close.
+        """
+        if not self.shutdown_requested:
+            logger.info("Reached the request limit: shutting down gracefully")
+        self.request_shutdown()
+        for connection in list(self._connections):
+            connection.begin_shutdown()
 
     def force_exit(self) -> None:
         """Stop now: cancel every connection and skip the lifespan shutdown."""
@@ -85,10 +115,13 @@ class Server:
             if self._startup_failure is None:
                 task_status.started(self.addresses)
                 try:
-                    if shutdown_trigger is None:
-                        await trio.sleep_forever()
-                    else:
-                        await shutdown_trigger()
+                    # request_shutdown() cancels this scope: the server may decide
+                    # to stop by itself (the request limit), not only the trigger.
+                    with self._trigger_scope:
+                        if shutdown_trigger is None:
+                            await trio.sleep_forever()
+                        else:
+                            await shutdown_trigger()
                 finally:
                     # Returned, raised or cancelled: in every case the shielded
                     # _run task now drains and the nursery waits for it.
@@ -126,6 +159,7 @@ class Server:
         with trio.CancelScope() as drain_scope:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
+                    self._acceptors = acceptors.cancel_scope
                     for listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, connections)
                     addresses = [listener.address for listener in listeners]
@@ -186,9 +220,14 @@ class Server:
                 tls=tls_extension(self.tls, tls_stream),
             )
         self._connections.add(connection)
-        if self._shutdown_requested.is_set():
-            connection.begin_shutdown()
         try:
+            if self._shutdown_requested.is_set():
+                # Accepted just as the shutdown began: the client has most likely
+                # sent its request already. Answer that one (with Connection:
+                # close) rather than close the socket on it, which resets it.
+                with trio.move_on_after(_LATE_REQUEST_GRACE_SECONDS):
+                    await connection.receive_into_h11()
+                connection.begin_shutdown()
             await connection.run()
         finally:
             self._connections.discard(connection)
@@ -217,6 +256,22 @@ class Server:
             await trio.aclose_forcefully(stream)
             return None
         return tls_stream
+
+
+class _RequestLimit:
+    """Wraps the app: calls ``on_limit`` when the ``limit``-th request arrives."""
+
+    def __init__(self, app: Callable[..., Any], limit: int, on_limit: Callable[[], None]) -> None:
+        self.app = app
+        self.remaining = limit
+        self.on_limit = on_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.on_limit()
+        await self.app(scope, receive, send)
 
 
 def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
@@ -252,7 +307,9 @@ async def serve(
     shutdown. With ``await nursery.start(serve, app, config)`` the caller
     gets the list of bound ``(host, port)`` addresses once the server
     listens (``(path, None)`` for a unix socket). No signal handlers are
-    installed: that is the caller's business.
+    installed: that is the caller's business. With
+    ``config.limit_max_requests`` the server also stops by itself, gracefully,
+    after that many requests.
     """
     server = Server(app, config if config is not None else Config())
     await server.serve(shutdown_trigger, task_status)
