@@ -118,3 +118,17 @@ async def test_workers_that_cannot_start_end_the_supervisor(tmp_path) -> None:
     async with server_process(tmp_path, "tests.apps:missing", "--workers", "2") as server:
         assert await server.wait() == 1
         assert 'attribute "missing" not found' in server.log
+
+
+async def test_workers_share_a_unix_socket_and_the_supervisor_removes_it(tmp_path) -> None:
+    path = tmp_path / "app.sock"
+    async with server_process(tmp_path, PID_APP, "--workers", "2", "--uds", str(path)) as server:
+        await server.wait_for_log("Started 2 workers")
+        assert f"Listening on unix:{path}" in server.log
+        transport = httpx.AsyncHTTPTransport(uds=str(path))
+        async with httpx.AsyncClient(transport=transport) as client:
+            workers = {int(p) for p in re.findall(r"Started worker \[(\d+)\]", server.log)}
+            assert await get_pid(client, "http://localhost/") in workers
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    assert not path.exists()
