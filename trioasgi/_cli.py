@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
 import trio
@@ -415,7 +415,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         **{
             field.name: values[field.name]
             for field in fields(Config)
-            if values.get(field.name) is not None
+            if field.name in values
+            # A repeatable flag never given is None: keep the field's list default.
+            and not (values[field.name] is None and field.default is MISSING)
         }
     )
 
