@@ -17,12 +17,12 @@ from typing import Any, NoReturn
 import trio
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 from ._config import INTERFACES, LOG_LEVELS, Config, ConfigError
 from ._listeners import open_listeners
 from ._logging import configure_logging, logger
-from ._runner import EXIT_STARTUP_ERROR, EXIT_USAGE, fail, load_app, run_server
+from ._runner import EXIT_STARTUP_ERROR, EXIT_USAGE, exit_status_for, load_app, run_server
 from ._settings import ENV_PREFIX, load_env_file, parse_header, resolve
 
 _DEFAULTS = Config()
@@ -455,15 +455,7 @@ def _run_processes(target: str, config: Config) -> int:
     try:
         return trio.run(_supervise, target, config)
     except BaseException as exc:
-        if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
-        if isinstance(exc, OSError):
-            return fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
-        if isinstance(exc, ConfigError):
-            return fail(EXIT_USAGE, f"{exc}.")
-        raise
+        return exit_status_for(exc)
 
 
 async def _supervise(target: str, config: Config) -> int:

@@ -71,15 +71,19 @@ def run_server(
     except BaseException as exc:
         # Nurseries wrap what they raise in exception groups; the user wants
         # the one thing that went wrong.
-        return _exit_status_for(_sole_exception(exc))
+        return exit_status_for(exc)
     return 0
 
 
-def _exit_status_for(exc: BaseException) -> int:
+def exit_status_for(exc: BaseException) -> int:
+    """The exit status for what stopped ``trio.run``, its one sentence printed; else re-raise."""
+    exc = _sole_exception(exc)
     if isinstance(exc, KeyboardInterrupt):
         return 130
     if isinstance(exc, OSError):
         return fail(EXIT_STARTUP_ERROR, f"{exc.strerror or exc}.")
+    if isinstance(exc, ConfigError):
+        return fail(EXIT_USAGE, f"{exc}.")
     if isinstance(exc, LifespanFailure):
         return fail(EXIT_LIFESPAN_FAILED, f"{exc}.")
     raise exc
