@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_proxy_flags(parser.add_argument_group("behind a proxy"))
     _add_http_flags(parser.add_argument_group("HTTP"))
     _add_websocket_flags(parser.add_argument_group("WebSocket"))
+    _add_limit_flags(parser.add_argument_group("limits"))
     _add_timeout_flags(parser.add_argument_group("timeouts"))
     _add_logging_flags(parser.add_argument_group("logging"))
     _add_worker_flags(parser.add_argument_group("workers"))
@@ -264,6 +265,38 @@ def _add_websocket_flags(group: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="close with 1011 if a ping is not answered within this time; 'none' waits for "
         "ever (default: %(default)s)",
+    )
+
+
+def _bytes_or_none(text: str) -> int | None:
+    if text.lower() in ("none", "off"):
+        return None
+    return int(text)
+
+
+def _add_limit_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--limit-request-fields",
+        type=int,
+        default=_DEFAULTS.limit_request_fields,
+        metavar="N",
+        help="most header fields in a request; more gets 431 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--limit-request-body",
+        type=_bytes_or_none,
+        default=_DEFAULTS.limit_request_body,
+        metavar="BYTES",
+        help="largest request body; a larger one gets 413 and the connection closes "
+        "(default: no limit)",
+    )
+    group.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=_DEFAULTS.limit_concurrency,
+        metavar="N",
+        help="answer 503 to requests that arrive while more than N connections are open "
+        "(default: no limit)",
     )
 
 

@@ -82,6 +82,11 @@ class Config:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
 
+    # -- limits --
+    limit_request_fields: int = 100
+    limit_request_body: int | None = None
+    limit_concurrency: int | None = None
+
     # -- timeouts --
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0
@@ -132,6 +137,7 @@ class Config:
 
         check_format(self.access_log_format)
         self._validate_processes()
+        self._validate_limits()
         _check_positive("keep-alive timeout", self.timeout_keep_alive)
         _check_positive("request header timeout", self.timeout_request_header)
         _check_positive("lifespan timeout", self.timeout_lifespan)
@@ -190,6 +196,18 @@ class Config:
             _check_positive("WebSocket ping interval", self.ws_ping_interval)
         if self.ws_ping_timeout is not None:
             _check_positive("WebSocket ping timeout", self.ws_ping_timeout)
+
+    def _validate_limits(self) -> None:
+        if self.limit_request_fields < 1:
+            raise ConfigError(
+                f"request field limit must be at least 1, not {self.limit_request_fields}"
+            )
+        if self.limit_request_body is not None and self.limit_request_body < 0:
+            raise ConfigError(
+                f"request body limit must be 0 or more bytes, not {self.limit_request_body}"
+            )
+        if self.limit_concurrency is not None and self.limit_concurrency < 1:
+            raise ConfigError(f"concurrency limit must be at least 1, not {self.limit_concurrency}")
 
     def _validate_headers(self) -> None:
         for header in self.headers:

@@ -19,6 +19,8 @@ class ServerContext:
     config: Config
     #: The lifespan ``state``; each request's scope gets a shallow copy.
     lifespan_state: dict[str, Any] = field(default_factory=dict)
+    #: Connections open right now, kept by the server for ``limit_concurrency``.
+    open_connections: int = 0
     #: Whose proxy headers to believe; None with ``proxy_headers`` off.
     trusted_proxies: TrustedProxies | None = field(init=False)
 

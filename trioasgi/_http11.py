@@ -10,7 +10,8 @@ task switch beyond the socket's own two checkpoints.
 
 Timeouts are cancel scopes around the reads, never tasks: ``timeout_keep_alive``
 while waiting for the first byte of a request, ``timeout_request_header`` from
-that byte to the end of the header block.
+that byte to the end of the header block (on a new connection: from the
+accept). Every request head then goes through ``_strict.check_request``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import trio
 
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
+from ._strict import Rejection, RequestLimits, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
 
@@ -41,8 +43,6 @@ LINGER_BYTES = 1024 * 1024
 
 #: The most of an unread request body we read and drop to keep the connection.
 DISCARD_LIMIT = 64 * 1024
-
-_SUPPORTED_VERSIONS = (b"1.1", b"1.0")
 
 
 class HTTPConnection:
@@ -73,7 +73,15 @@ class HTTPConnection:
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=ctx.config.h11_max_incomplete_event_size
         )
+        config = ctx.config
+        self._limits = RequestLimits(
+            max_head_size=config.h11_max_incomplete_event_size,
+            max_fields=config.limit_request_fields,
+            max_body=config.limit_request_body,
+        )
         self.shutting_down = False
+        # No request has been served on this connection yet.
+        self._fresh = True
         # The cancel scope of the wait for a new request while nothing of it
         # has arrived yet: a graceful shutdown cancels it to close idle connections.
         self._idle_scope: trio.CancelScope | None = None
@@ -134,6 +142,7 @@ class HTTPConnection:
 
     async def _start_next_cycle(self, cycle: RequestCycle) -> bool:
         """Whether the connection can carry another request; if so, get h11 ready for it."""
+        self._fresh = False
         if not cycle.keep_alive or self.shutting_down or self.h11.our_state is not h11.DONE:
             return False
         if self.h11.their_state is h11.SEND_BODY and not await self._discard_request_body():
@@ -230,25 +239,34 @@ class HTTPConnection:
             await self.send_error(exc.error_status_hint, str(exc))
             return None
         if type(event) is h11.Request:
-            if event.http_version not in _SUPPORTED_VERSIONS:
-                await self.send_error(505, "unsupported HTTP version")
-                return None
-            if _head_size(event) > config.h11_max_incomplete_event_size:
-                # h11 enforces its limit only on a head still incomplete in
-                # its buffer; one that arrived whole in a large read is
-                # measured here, so the limit does not depend on packet sizes.
-                await self.send_error(431, "request header block too large")
+            rejection = check_request(
+                event.method, event.target, event.http_version, event.headers, self._limits
+            )
+            if rejection is None and self._over_capacity():
+                rejection = Rejection(503, "too many connections")
+            if rejection is not None:
+                await self.send_error(rejection.status, rejection.reason)
                 return None
             return event
         # ConnectionClosed; nothing else can come before a request.
         return None
+
+    def _over_capacity(self) -> bool:
+        limit = self.ctx.config.limit_concurrency
+        return limit is not None and self.ctx.open_connections > limit
 
     async def _wait_for_request_head(
         self, keep_alive: float, header_timeout: float
     ) -> h11.Request | h11.ConnectionClosed | None:
         h11conn = self.h11
         event = h11.NEED_DATA
-        with trio.CancelScope(deadline=trio.current_time() + keep_alive) as scope:
+        # A new connection has sent nothing yet: it gets the header timeout
+        # from the start and a 408 if it stays silent. Between requests the
+        # connection is idle and closes quietly after the keep-alive timeout
+        # (a 408 there could cross a request the client just sent).
+        fresh = self._fresh
+        wait = header_timeout if fresh else keep_alive
+        with trio.CancelScope(deadline=trio.current_time() + wait) as scope:
             self._idle_scope = scope
             if self.shutting_down:
                 scope.cancel()
@@ -257,7 +275,8 @@ class HTTPConnection:
                 # The first byte of a request is here: the connection is no
                 # longer idle, and the client has a while to finish the head.
                 self._idle_scope = None
-                scope.deadline = trio.current_time() + header_timeout
+                if not fresh:
+                    scope.deadline = trio.current_time() + header_timeout
                 event = h11conn.next_event()
                 while event is h11.NEED_DATA and got_data:
                     got_data = await self.receive_into_h11()
@@ -265,7 +284,8 @@ class HTTPConnection:
             finally:
                 self._idle_scope = None
         if scope.cancelled_caught:
-            if h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]:
+            silent = h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]
+            if silent and (not fresh or self.shutting_down):
                 logger.log(TRACE, "closing idle connection from %s", self.client)
             else:
                 await self.send_error(408, "request head not received in time")
@@ -293,14 +313,6 @@ class HTTPConnection:
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-
-
-def _head_size(request: h11.Request) -> int:
-    """The size of a request head as sent, give or take the whitespace around values."""
-    size = len(request.method) + len(request.target) + 12
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-    return size
 
 
 def error_response(status: int, *, date: bytes | None) -> bytes:

@@ -73,6 +73,8 @@ class RequestCycle:
         self._measure = conn.ctx.config.access_log
         self.started = time.perf_counter() if self._measure else 0.0
         self.body_bytes = 0
+        self._body_limit = conn.ctx.config.limit_request_body
+        self._body_received = 0
 
     # -- running the app --------------------------------------------------
 
@@ -128,6 +130,13 @@ class RequestCycle:
             self._body_complete = True
             return {"type": "http.request", "body": b"", "more_body": False}
         body = bytes(event.data)
+        if self._body_limit is not None:
+            self._body_received += len(body)
+            if self._body_received > self._body_limit:
+                # Only a chunked body can get here: a declared length over
+                # the limit was refused before the app was called.
+                await self._refuse(413, "request body too large")
+                return {"type": "http.disconnect"}
         # Say "no more body" in this same message when h11 already has the
         # end of the message, so a small POST is one receive() for the app.
         try:
@@ -163,13 +172,21 @@ class RequestCycle:
                 self._mark_disconnected()
                 return None
             # A malformed body: refuse it if the app has not answered yet.
-            if not self._head_written:
-                self._response = _ResponseState.COMPLETE
-                self.status = exc.error_status_hint
-                await self.conn.send_error(exc.error_status_hint, str(exc))
-                self._log_access()
-            self._mark_disconnected()
+            await self._refuse(exc.error_status_hint, str(exc))
             return None
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        """End a request whose body we will not read: answer ``status`` if we still can, close.
+
+        The app sees ``http.disconnect`` from here on and its ``send()`` raises.
+        """
+        if not self._head_written and not self.disconnected:
+            self._response = _ResponseState.COMPLETE
+            self.status = status
+            await self.conn.send_error(status, reason)
+            self._log_access()
+            self._response_complete.set()
+        self._mark_disconnected()
 
     def _peer_closed(self) -> bool:
         return self.conn.h11.trailing_data[1]

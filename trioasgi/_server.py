@@ -220,6 +220,7 @@ class Server:
                 tls=tls_extension(self.tls, tls_stream),
             )
         self._connections.add(connection)
+        self.ctx.open_connections += 1
         try:
             if self._shutdown_requested.is_set():
                 # Accepted just as the shutdown began: the client has most likely
@@ -231,6 +232,7 @@ class Server:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self.ctx.open_connections -= 1
 
     async def _tls_handshake(
         self, stream: trio.SocketStream, client: tuple[str, int] | None

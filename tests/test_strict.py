@@ -1,0 +1,145 @@
+"""Strict request parsing: malformed heads get 4xx/5xx and a close; nothing after them is parsed."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import trio
+
+from tests import apps
+from tests.conftest import MemoryConnection, read_until_closed, running_server
+from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS
+from trioasgi._strict import RequestLimits, check_request
+
+_IDS = [case[0] for case in MALFORMED_REQUESTS]
+_CASES = [case[1:] for case in MALFORMED_REQUESTS]
+_LIMITS = RequestLimits(max_head_size=16384, max_fields=100)
+
+
+class RecordingApp:
+    """Reads the whole body, then answers 200; remembers every path it was called for."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        self.paths.append(scope["path"])
+        await apps.echo(scope, receive, send)
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), _CASES, ids=_IDS)
+async def test_malformed_request_is_refused_and_nothing_after_it_is_parsed(
+    request_bytes: bytes, status: int, autojump_clock
+) -> None:
+    app = RecordingApp()
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        await conn.send(request_bytes + FOLLOW_UP)
+        with trio.fail_after(60):
+            data = await conn.read_all()
+            await conn.finished.wait()
+    assert data.startswith(b"HTTP/1.1 %d " % status), data[:80]
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nconnection: close\r\n" in data.lower()
+    assert "/smuggled" not in app.paths
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [case[1:] for case in MALFORMED_REQUESTS if case[0] in {"cl-and-te", "fragment-in-target"}],
+)
+async def test_malformed_request_over_a_real_socket(request_bytes: bytes, status: int) -> None:
+    app = RecordingApp()
+    async with running_server(app) as server:
+        stream = await server.connect()
+        async with stream:
+            await stream.send_all(request_bytes + FOLLOW_UP)
+            with trio.fail_after(5):
+                data = await read_until_closed(stream)
+        assert data.startswith(b"HTTP/1.1 %d " % status)
+        assert data.count(b"HTTP/1.1 ") == 1
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(server.url)).status_code == 200
+    assert app.paths == ["/"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET /a?x={1}|y^`z`\\ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://example.com/p HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: tab\there, obs-text \x80\xff\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(99)) + b"\r\n",
+    ],
+    ids=["http-1.0", "query-chars", "absolute-form", "asterisk", "same-cl", "te-case", "tab", "100"],
+)
+async def test_valid_edge_cases_are_accepted(request_bytes: bytes, autojump_clock) -> None:
+    app = RecordingApp()
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        await conn.send(request_bytes)
+        data = await conn.read_response()
+        nursery.cancel_scope.cancel()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert len(app.paths) == 1
+
+
+def test_check_request_is_independent_of_the_parser() -> None:
+    def check(headers, method=b"GET", target=b"/", version=b"1.1", limits=_LIMITS):
+        return check_request(method, target, version, headers, limits)
+
+    host = [(b"host", b"x")]
+    assert check(host) is None
+    assert check(host, version=b"2.0").status == 505
+    assert check(host + [(b"content-length", b"1"), (b"content-length", b"2")]).status == 400
+    assert check(host + [(b"content-length", b"3, 3")]) is None
+    assert check(host + [(b"transfer-encoding", b"gzip")]).status == 501
+    assert check(host + [(b"transfer-encoding", b"chunked"), (b"content-length", b"3")]).status == (
+        400
+    )
+    assert check(host + [(b"x y", b"v")]).status == 400
+    assert check(host + [(b"x", b"a\nb")]).status == 400
+    assert check(host, method=b"G T").status == 400
+    limited = RequestLimits(max_head_size=16384, max_fields=2, max_body=10)
+    assert check(host + [(b"a", b"1"), (b"b", b"2")], limits=limited).status == 431
+    assert check(host + [(b"content-length", b"11")], limits=limited).status == 413
+    assert check(host + [(b"content-length", b"10")], limits=limited) is None
+    assert check(host + [(b"content-length", b"9" * 30)], limits=limited).status == 400
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-split", b"a\r\nset-cookie: evil=1")],
+        [(b"x-nul", b"a\x00b")],
+        [(b"x-cr", b"a\rb")],
+        [(b"x-lf", b"a\nb")],
+        [(b"bad name", b"v")],
+        [(b"bad\r\nname", b"v")],
+    ],
+    ids=["crlf", "nul", "cr", "lf", "space-in-name", "crlf-in-name"],
+)
+async def test_response_header_injection_gives_500_and_a_log_line(
+    headers, caplog, autojump_clock
+) -> None:
+    caplog.set_level(logging.ERROR, logger="trioasgi")
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await conn.read_all()
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"evil" not in data and b"never" not in data
+    assert "Exception in ASGI application" in caplog.text

@@ -1,0 +1,134 @@
+"""Request-head checks stricter than the parser's, and the request limits: sans-I/O.
+
+:func:`check_request` takes a parsed request head as plain values (method,
+target, version, headers with lower-case names) and returns a
+:class:`Rejection` (the status to answer with, after which the connection
+closes) or ``None``. It does not depend on the parser, so every HTTP/1.1
+parser the server may run behind gets the same rules; it repeats some checks
+h11 already makes (conflicting lengths, unsupported transfer codings, Host)
+for exactly that reason.
+
+Where RFC 9112 lets a server choose, these rules take the side that leaves
+no room for request smuggling: a message with both Content-Length and
+Transfer-Encoding is refused rather than "Transfer-Encoding wins".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+_SUPPORTED_VERSIONS = (b"1.1", b"1.0")
+
+#: Control characters other than horizontal tab are invalid in a field value
+#: (RFC 9110, section 5.5); h11 refuses NUL, CR and LF but keeps the others.
+_VALUE_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
+#: A field name is a token (RFC 9110, section 5.6.2).
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
+
+#: Request-target bytes refused: anything outside visible ASCII, the fragment
+#: mark (never part of a request target, RFC 9112 section 3.2) and the
+#: characters every WHATWG-conforming client percent-encodes (``"<>``).
+#: ``{}|\\^``` ``` stay allowed: browsers send them unencoded in query strings.
+_TARGET_BAD = re.compile(rb'[^\x21-\x7e]|["#<>]').search
+
+_DIGITS = re.compile(rb"[0-9]{1,18}").fullmatch
+
+
+class Rejection(NamedTuple):
+    """Why a request is refused: the status to answer with, and a reason for the log."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The limits :func:`check_request` enforces (see ``docs/reliability.md``)."""
+
+    max_head_size: int
+    max_fields: int
+    max_body: int | None = None
+
+
+def check_request(
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    limits: RequestLimits,
+) -> Rejection | None:
+    """The reason to refuse this request head, or None if the app may see it.
+
+    ``headers`` are ``(name, value)`` pairs with lower-case names, as parsed.
+    """
+    if http_version not in _SUPPORTED_VERSIONS:
+        return Rejection(505, f"unsupported HTTP version {http_version!r}")
+    size = len(method) + len(target) + 12
+    count = 0
+    hosts = 0
+    content_lengths: list[bytes] = []
+    transfer_encodings: list[bytes] = []
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        count += 1
+        if _VALUE_CTL(value) is not None or _TOKEN(name) is None:
+            return Rejection(400, f"invalid character in header {name!r}")
+        if name == b"content-length":
+            content_lengths.append(value)
+        elif name == b"transfer-encoding":
+            transfer_encodings.append(value)
+        elif name == b"host":
+            hosts += 1
+    if size > limits.max_head_size:
+        # The parser may enforce its limit only on a head still incomplete in
+        # its buffer; measuring here makes the limit independent of how the
+        # bytes were split into reads.
+        return Rejection(431, "request header block too large")
+    if count > limits.max_fields:
+        return Rejection(431, f"more than {limits.max_fields} header fields")
+    if _TOKEN(method) is None:
+        return Rejection(400, "invalid method")
+    bad_target = _check_target(method, target)
+    if bad_target is not None:
+        return bad_target
+    if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
+        return Rejection(400, "a request needs exactly one Host header")
+    return _check_framing(content_lengths, transfer_encodings, limits.max_body)
+
+
+def _check_target(method: bytes, target: bytes) -> Rejection | None:
+    if _TARGET_BAD(target) is not None:
+        return Rejection(400, "invalid character in the request target")
+    if target.startswith(b"/") or target.startswith((b"http://", b"https://")):
+        return None
+    if target == b"*" and method == b"OPTIONS":
+        return None
+    # authority-form (CONNECT) and anything else: this is not a proxy.
+    return Rejection(400, "unsupported request-target form")
+
+
+def _check_framing(
+    content_lengths: list[bytes], transfer_encodings: list[bytes], max_body: int | None
+) -> Rejection | None:
+    if transfer_encodings:
+        if content_lengths:
+            return Rejection(400, "both Content-Length and Transfer-Encoding")
+        if len(transfer_encodings) > 1 or transfer_encodings[0].strip().lower() != b"chunked":
+            return Rejection(501, "only Transfer-Encoding: chunked is supported")
+        return None
+    if not content_lengths:
+        return None
+    # "5, 5" or two identical headers are one length (RFC 9110, section 8.6).
+    values = {part.strip() for value in content_lengths for part in value.split(b",")}
+    if len(values) != 1:
+        return Rejection(400, "conflicting Content-Length values")
+    (length,) = values
+    if _DIGITS(length) is None:
+        return Rejection(400, "invalid Content-Length")
+    if max_body is not None and int(length) > max_body:
+        return Rejection(413, f"declared body larger than {max_body} bytes")
+    return None
