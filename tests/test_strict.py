@@ -77,9 +77,20 @@ async def test_malformed_request_over_a_real_socket(request_bytes: bytes, status
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nX: tab\there, obs-text \x80\xff\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(99)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(99))
+        + b"\r\n",
     ],
-    ids=["http-1.0", "query-chars", "absolute-form", "asterisk", "same-cl", "te-case", "tab", "100"],
+    ids=[
+        "http-1.0",
+        "query-chars",
+        "absolute-form",
+        "asterisk",
+        "same-cl",
+        "te-case",
+        "tab",
+        "100",
+    ],
 )
 async def test_valid_edge_cases_are_accepted(request_bytes: bytes, autojump_clock) -> None:
     app = RecordingApp()

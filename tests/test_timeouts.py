@@ -1,0 +1,140 @@
+"""Every timeout, on a virtual clock: each fires exactly when it should, and not before."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from tests import apps
+from tests.conftest import MemoryConnection
+from trioasgi import Config
+from trioasgi._lifespan import Lifespan, LifespanFailure
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def test_the_clock_fixture_is_the_runs_clock(autojump_clock) -> None:
+    assert trio.lowlevel.current_clock() is autojump_clock
+    before = trio.current_time()
+    await trio.sleep(3600)  # instant on the virtual clock
+    assert trio.current_time() - before == pytest.approx(3600)
+
+
+async def _serve_and_read(conn: MemoryConnection) -> tuple[bytes, float]:
+    """Everything the server sends until it closes its side, and the virtual time it took."""
+    start = trio.current_time()
+    with trio.fail_after(1000):
+        data = await conn.read_all()
+        elapsed = trio.current_time() - start
+        await conn.client.aclose()  # ends the server's linger at once
+        await conn.finished.wait()
+    return data, elapsed
+
+
+async def test_silent_new_connection_gets_408_after_the_header_timeout(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_request_header=7)
+        data, elapsed = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert elapsed == pytest.approx(7)
+
+
+async def test_slowloris_gets_408_counted_from_the_accept(autojump_clock) -> None:
+    # On a new connection the header timeout runs from the accept: bytes
+    # trickling in (or a late first byte) do not extend it.
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery)  # header timeout 10 s
+
+        async def dribble() -> None:
+            await trio.sleep(3)
+            await conn.send(b"GET / HTTP/1.1\r\n")
+            for _ in range(60):  # one header byte a second, never ending the head
+                await trio.sleep(1)
+                if conn.finished.is_set():
+                    return
+                await conn.send(b"X")
+
+        nursery.start_soon(dribble)
+        data, elapsed = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert elapsed == pytest.approx(10)
+
+
+async def test_idle_keep_alive_connection_closes_quietly(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=4)
+        await conn.send(GET)
+        first = await conn.read_response()
+        data, elapsed = await _serve_and_read(conn)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert data == b""  # no 408 that could cross a request the client just sent
+    assert elapsed == pytest.approx(4)
+
+
+async def test_keep_alive_holds_until_its_deadline(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=4)
+        await conn.send(GET)
+        await conn.read_response()
+        await trio.sleep(3.9)
+        await conn.send(GET)
+        second = await conn.read_response()
+        nursery.cancel_scope.cancel()
+    assert second.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_header_timeout_of_a_second_request_starts_at_its_first_byte(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=5, timeout_request_header=2)
+        await conn.send(GET)
+        await conn.read_response()
+        await trio.sleep(4)
+        await conn.send(b"GET / HTTP/1.1\r\nHo")
+        data, elapsed = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert elapsed == pytest.approx(2)
+
+
+async def test_shutdown_closes_a_silent_new_connection_at_once(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        conn.connection.begin_shutdown()
+        data, elapsed = await _serve_and_read(conn)
+    assert data == b""
+    assert elapsed == 0
+
+
+async def _never_answers(scope, receive, send) -> None:
+    await receive()
+    await trio.sleep_forever()
+
+
+async def test_lifespan_startup_timeout_is_a_clear_failure(autojump_clock) -> None:
+    lifespan = Lifespan(_never_answers, Config(timeout_lifespan=12))
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(LifespanFailure, match="startup did not complete within 12 seconds"):
+            await lifespan.startup(nursery)
+    assert trio.current_time() - start == pytest.approx(12)
+
+
+async def test_lifespan_shutdown_timeout_is_logged(autojump_clock, caplog) -> None:
+    caplog.set_level(logging.ERROR, logger="trioasgi")
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await trio.sleep_forever()
+
+    lifespan = Lifespan(app, Config(timeout_lifespan=8))
+    async with trio.open_nursery() as nursery:
+        await lifespan.startup(nursery)
+        start = trio.current_time()
+        await lifespan.shutdown()
+        elapsed = trio.current_time() - start
+    assert elapsed == pytest.approx(8)
+    assert "shutdown did not complete within 8 seconds" in caplog.text
