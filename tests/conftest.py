@@ -28,22 +28,85 @@ class RunningServer:
         self.url = f"http://{host}:{port}"
         self.cancel_scope = cancel_scope
         self.stopped = trio.Event()
+        self.tasks: TaskWatch | None = None
+        self.client_streams: list[trio.SocketStream] = []
 
     async def connect(self) -> trio.SocketStream:
-        return await trio.open_tcp_stream(self.host, self.port)
+        """A raw client connection; any the test leaves open are closed when the server stops."""
+        stream = await trio.open_tcp_stream(self.host, self.port)
+        self.client_streams.append(stream)
+        return stream
+
+    async def close_client_streams(self) -> None:
+        for stream in self.client_streams:
+            await trio.aclose_forcefully(stream)
 
     def stop(self) -> None:
         """Start the graceful shutdown, as cancelling serve()'s caller does."""
         self.cancel_scope.cancel()
 
 
+class TaskWatch(trio.abc.Instrument):
+    """Tracks the tasks spawned under one task (the server's), and system tasks.
+
+    Structured concurrency means ``serve()`` cannot return while a task in
+    its tree is alive; what could leak is a task spawned somewhere else (a
+    system task), or a connection task that never ends while the server idles.
+    """
+
+    def __init__(self) -> None:
+        self.root: trio.lowlevel.Task | None = None
+        self.live: set[trio.lowlevel.Task] = set()
+        self.spawned = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if self.root is not None and self._belongs(task):
+            self.live.add(task)
+            self.spawned += 1
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.live.discard(task)
+
+    def _belongs(self, task: trio.lowlevel.Task) -> bool:
+        nursery = task.parent_nursery
+        if nursery is None or nursery.parent_task is trio.lowlevel.current_root_task():
+            return True  # a system task
+        parent: trio.lowlevel.Task | None = nursery.parent_task
+        while parent is not None:
+            if parent is self.root:
+                return True
+            parent = parent.parent_nursery.parent_task if parent.parent_nursery else None
+        return False
+
+    def shape(self) -> list[str]:
+        """The names of the live tasks, sorted: the server's task tree, as a multiset."""
+        return sorted(task.name for task in self.live)
+
+
+async def wait_for_shape(watch: TaskWatch, expected: list[str], timeout: float = 5) -> None:
+    """Wait until the server's task tree has ``expected`` shape (connections close on their own
+    schedule after the client leaves: there is no event to wait for)."""
+    with trio.move_on_after(timeout):
+        while watch.shape() != expected:
+            await trio.sleep(0.005)
+    assert watch.shape() == expected, "the server did not return to its idle task tree"
+
+
 @contextlib.asynccontextmanager
-async def running_server(app: Callable[..., Any], **settings: Any) -> AsyncIterator[RunningServer]:
-    """Serve ``app`` on a free loopback port for the body of the ``async with``."""
+async def running_server(
+    app: Callable[..., Any], *, expect_idle: bool = True, **settings: Any
+) -> AsyncIterator[RunningServer]:
+    """Serve ``app`` on a free loopback port for the body of the ``async with``.
+
+    With ``expect_idle`` (the default) the server must be back to the task
+    tree it had when it started listening once the body is done (every
+    connection closed), and every task it spawned must have exited once
+    ``serve()`` returns.
+    """
     settings.setdefault("port", 0)
     config = trioasgi.Config(**settings)
     with collapse_single_exception_groups():
-        async with _serve_in_nursery(app, config) as server:
+        async with _serve_in_nursery(app, config, expect_idle=expect_idle) as server:
             yield server
 
 
@@ -62,22 +125,36 @@ def collapse_single_exception_groups():
 
 
 @contextlib.asynccontextmanager
-async def _serve_in_nursery(app: Callable[..., Any], config: trioasgi.Config):
-    async with trio.open_nursery() as nursery:
-        server_scope = trio.CancelScope()
-        server: RunningServer | None = None
+async def _serve_in_nursery(app: Callable[..., Any], config: trioasgi.Config, *, expect_idle: bool):
+    watch = TaskWatch()
+    trio.lowlevel.add_instrument(watch)
+    try:
+        async with trio.open_nursery() as nursery:
+            server_scope = trio.CancelScope()
+            server: RunningServer | None = None
 
-        async def run(task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
-            with server_scope:
-                await trioasgi.serve(app, config, task_status=task_status)
-            assert server is not None
-            server.stopped.set()
+            async def run(task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+                watch.root = trio.lowlevel.current_task()
+                with server_scope:
+                    await trioasgi.serve(app, config, task_status=task_status)
+                assert server is not None
+                server.stopped.set()
 
-        addresses = await nursery.start(run)
-        host, port = addresses[0]
-        server = RunningServer(host, port, server_scope)
-        yield server
-        server.stop()
+            addresses = await nursery.start(run)
+            host, port = addresses[0]
+            server = RunningServer(host, port, server_scope)
+            server.tasks = watch
+            # Let the lifespan task reach its wait before taking the idle shape.
+            await trio.testing.wait_all_tasks_blocked()
+            idle_shape = watch.shape()
+            yield server
+            await server.close_client_streams()
+            if expect_idle:
+                await wait_for_shape(watch, idle_shape)
+            server.stop()
+        assert not watch.live, f"tasks left after serve() returned: {watch.shape()}"
+    finally:
+        trio.lowlevel.remove_instrument(watch)
 
 
 @pytest.fixture

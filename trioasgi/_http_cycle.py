@@ -115,6 +115,11 @@ class RequestCycle:
         if self._body_complete or self.disconnected:
             if not self.disconnected and self._response is not _ResponseState.COMPLETE:
                 await self._wait_for_disconnect()
+            else:
+                # Always a checkpoint: an app that calls receive() in a loop
+                # and ignores the disconnect stays cancellable, so a graceful
+                # shutdown's deadline can still stop it.
+                await trio.lowlevel.checkpoint()
             return {"type": "http.disconnect"}
 
         h11conn = self.conn.h11
