@@ -39,6 +39,7 @@ MALFORMED_REQUESTS: list[tuple[str, bytes, int]] = [
     ("http-2.0-as-text", _get(line=b"GET / HTTP/2.0"), 505),
     ("http-9.9", _get(line=b"GET / HTTP/9.9"), 505),
     ("http-1.2", _get(line=b"GET / HTTP/1.2"), 505),
+    ("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
     # -- header fields --
     ("bad-header-line", _get(_HOST + b"Bad Header\r\n"), 400),
     ("space-in-name", _get(_HOST + b"X Y: a\r\n"), 400),

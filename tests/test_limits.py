@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
@@ -124,6 +125,18 @@ async def test_request_field_limit(fields: int, status: int, autojump_clock) -> 
         apps.hello, b"GET / HTTP/1.1\r\n" + headers + b"\r\n", limit_request_fields=3
     )
     assert data.startswith(b"HTTP/1.1 %d " % status)
+
+
+@pytest.mark.parametrize("piece", [1024, 100_000], ids=["dribbled", "whole"])
+async def test_header_block_over_the_size_limit_gets_431(piece: int, autojump_clock) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, h11_max_incomplete_event_size=4096)
+        for start in range(0, len(request), piece):
+            await conn.send(request[start : start + piece])
+            await trio.testing.wait_all_tasks_blocked()
+        data = await conn.read_all()
+    assert data.startswith(b"HTTP/1.1 431 ")
 
 
 @pytest.mark.parametrize(("open_connections", "status"), [(2, 200), (3, 503)])
