@@ -138,3 +138,68 @@ async def test_lifespan_shutdown_timeout_is_logged(autojump_clock, caplog) -> No
         elapsed = trio.current_time() - start
     assert elapsed == pytest.approx(8)
     assert "shutdown did not complete within 8 seconds" in caplog.text
+
+
+class _BodyReader:
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        while True:
+            message = await receive()
+            self.messages.append(message)
+            if message["type"] != "http.request" or not message["more_body"]:
+                break
+        if message["type"] == "http.request":
+            await apps.start(send, 200, [(b"content-length", b"2")])
+            await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_stalled_request_body_gets_408(autojump_clock) -> None:
+    app = _BodyReader()
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery, timeout_request_body=20)
+        await conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        data, elapsed = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert elapsed == pytest.approx(20)
+    assert app.messages[-1] == {"type": "http.disconnect"}
+
+
+async def test_slow_but_steady_request_body_is_not_cut(autojump_clock) -> None:
+    app = _BodyReader()
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery, timeout_request_body=20)
+        await conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(5):  # 95 s in all, never 20 s without a byte
+            await trio.sleep(19)
+            await conn.send(b"1\r\nx\r\n")
+        await conn.send(b"0\r\n\r\n")
+        response = await conn.read_response()
+        nursery.cancel_scope.cancel()
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"".join(m.get("body", b"") for m in app.messages) == b"xxxxx"
+
+
+def test_timeout_flags_map_to_config() -> None:
+    from trioasgi._cli import build_parser, config_from_args
+
+    parser = build_parser()
+    config = config_from_args(
+        parser.parse_args(
+            [
+                "m:app",
+                "--timeout-request-header=3",
+                "--timeout-keep-alive=2",
+                "--timeout-request-body=none",
+                "--timeout-lifespan=9",
+            ]
+        )
+    )
+    assert config.timeout_request_header == 3
+    assert config.timeout_keep_alive == 2
+    assert config.timeout_request_body is None
+    assert config.timeout_lifespan == 9
+    assert config_from_args(parser.parse_args(["m:app"])).timeout_request_body == 60
+    with pytest.raises(ValueError, match="request body timeout"):
+        Config(timeout_request_body=0)

@@ -317,6 +317,14 @@ def _add_timeout_flags(group: argparse._ArgumentGroup) -> None:
         "from its first byte (default: %(default)s)",
     )
     group.add_argument(
+        "--timeout-request-body",
+        type=_seconds_or_none,
+        default=_DEFAULTS.timeout_request_body,
+        metavar="SECONDS",
+        help="answer 408 and close if the app waits this long for more of a request body "
+        "that does not come; 'none' waits for ever (default: %(default)s)",
+    )
+    group.add_argument(
         "--timeout-graceful-shutdown",
         type=_seconds_or_none,
         default=_DEFAULTS.timeout_graceful_shutdown,

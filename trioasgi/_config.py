@@ -90,6 +90,7 @@ class Config:
     # -- timeouts --
     timeout_keep_alive: float = 5.0
     timeout_request_header: float = 10.0
+    timeout_request_body: float | None = 60.0
     timeout_graceful_shutdown: float | None = 30.0
     timeout_lifespan: float = 60.0
 
@@ -141,6 +142,8 @@ class Config:
         _check_positive("keep-alive timeout", self.timeout_keep_alive)
         _check_positive("request header timeout", self.timeout_request_header)
         _check_positive("lifespan timeout", self.timeout_lifespan)
+        if self.timeout_request_body is not None:
+            _check_positive("request body timeout", self.timeout_request_body)
         _check_positive("TLS handshake timeout", self.timeout_tls_handshake)
         self._validate_binding()
         self._validate_tls()

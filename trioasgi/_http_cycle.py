@@ -165,7 +165,8 @@ class RequestCycle:
             while True:
                 event = h11conn.next_event()
                 if event is h11.NEED_DATA:
-                    await self.conn.receive_into_h11()
+                    if not await self._receive_body_bytes():
+                        return None
                     continue
                 if type(event) in (h11.Data, h11.EndOfMessage):
                     return event
@@ -192,6 +193,19 @@ class RequestCycle:
             self._log_access()
             self._response_complete.set()
         self._mark_disconnected()
+
+    async def _receive_body_bytes(self) -> bool:
+        """Read more of the body for a waiting app; False (after a 408) if it stalls."""
+        timeout = self.conn.ctx.config.timeout_request_body
+        if timeout is None:
+            await self.conn.receive_into_h11()
+            return True
+        with trio.move_on_after(timeout) as scope:
+            await self.conn.receive_into_h11()
+        if scope.cancelled_caught:
+            await self._refuse(408, "request body stalled")
+            return False
+        return True
 
     def _peer_closed(self) -> bool:
         return self.conn.h11.trailing_data[1]
