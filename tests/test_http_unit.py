@@ -22,13 +22,15 @@ async def test_keep_alive_timeout_closes_an_idle_connection(autojump_clock) -> N
         assert trio.current_time() - answered_at == 7
 
 
-async def test_a_connection_that_says_nothing_is_closed_after_the_keep_alive_timeout(
+async def test_a_connection_that_says_nothing_gets_408_after_the_header_timeout(
     autojump_clock,
 ) -> None:
+    # A new connection waits for its first request under the request header
+    # timeout (not the keep-alive one), and a silent one is told why it closes.
     async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=5)
-        assert await conn.read_all() == b""  # no 408: nothing was asked
-        assert trio.current_time() == 5
+        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=5, timeout_request_header=8)
+        assert (await conn.read_all()).startswith(b"HTTP/1.1 408 ")
+        assert trio.current_time() == 8
 
 
 async def test_slow_header_block_gets_408(autojump_clock) -> None:

@@ -1,4 +1,10 @@
-"""The graceful shutdown never hangs, whatever the clients and the app do; no task leaks."""
+"""The graceful shutdown never hangs, whatever the clients and the app do; no task leaks.
+
+Complements ``test_shutdown.py`` (a client that never reads, an app that
+sleeps through the disconnect, a half-sent head): silent and half-closed
+connections, an app that spins on ``receive()``, and the task watch that
+``running_server`` applies to every end-to-end test.
+"""
 
 from __future__ import annotations
 
@@ -20,26 +26,7 @@ async def _stop_and_wait(server) -> None:
         await server.stopped.wait()
 
 
-async def test_client_that_never_reads_a_streaming_response() -> None:
-    sent = []
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await apps.start(send, 200)
-        for _ in range(100_000):  # ~6 GiB if anyone read it
-            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
-            sent.append(1)
-
-    async with running_server(app, expect_idle=False, timeout_graceful_shutdown=GRACE) as server:
-        stream = await server.connect()
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await trio.testing.wait_all_tasks_blocked(0.05)  # the app is stuck in send()
-        await _stop_and_wait(server)
-    assert 0 < len(sent) < 1000
-
-
-async def test_half_open_and_silent_connections() -> None:
+async def test_silent_half_sent_and_half_closed_connections() -> None:
     async with running_server(
         apps.hello, expect_idle=False, timeout_graceful_shutdown=GRACE
     ) as server:
