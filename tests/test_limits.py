@@ -1,4 +1,4 @@
-"""Request limits: header fields, body size, concurrency, listen backlog; their flags."""
+"""Request limits: header size and fields, body size, concurrency; their flags."""
 
 from __future__ import annotations
 
@@ -180,20 +180,6 @@ async def test_concurrency_limit_end_to_end() -> None:
     assert called == ["/first"]
 
 
-async def test_backlog_reaches_the_listen_call(monkeypatch) -> None:
-    seen = []
-    original = trio.open_tcp_listeners
-
-    async def spy(*args, **kwargs):
-        seen.append(kwargs.get("backlog"))
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(trio, "open_tcp_listeners", spy)
-    async with running_server(apps.hello, backlog=17):
-        pass
-    assert seen == [17]
-
-
 def test_limit_flags_map_to_config() -> None:
     parser = build_parser()
     args = parser.parse_args(
@@ -202,16 +188,15 @@ def test_limit_flags_map_to_config() -> None:
             "--limit-request-fields=5",
             "--limit-request-body=1000",
             "--limit-concurrency=3",
-            "--backlog=64",
         ]
     )
     config = config_from_args(args)
     assert (config.limit_request_fields, config.limit_request_body) == (5, 1000)
-    assert (config.limit_concurrency, config.backlog) == (3, 64)
+    assert config.limit_concurrency == 3
     defaults = config_from_args(parser.parse_args(["m:app", "--limit-request-body=none"]))
     assert defaults.limit_request_body is None
     assert defaults.limit_concurrency is None
-    assert (defaults.limit_request_fields, defaults.backlog) == (100, 2048)
+    assert defaults.limit_request_fields == 100
 
 
 def test_limit_flags_are_in_help(capsys) -> None:
@@ -220,13 +205,12 @@ def test_limit_flags_are_in_help(capsys) -> None:
     out = capsys.readouterr().out
     for flag in ("--limit-request-fields", "--limit-request-body", "--limit-concurrency"):
         assert flag in out
-    assert "--backlog" in out and "limits:" in out
+    assert "limits:" in out
 
 
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
-        ("--backlog=0", "backlog must be at least 1"),
         ("--limit-request-fields=0", "request field limit must be at least 1"),
         ("--limit-request-body=-1", "request body limit must be 0 or more bytes"),
         ("--limit-concurrency=0", "concurrency limit must be at least 1"),

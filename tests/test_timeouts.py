@@ -203,3 +203,24 @@ def test_timeout_flags_map_to_config() -> None:
     assert config_from_args(parser.parse_args(["m:app"])).timeout_request_body == 60
     with pytest.raises(ValueError, match="request body timeout"):
         Config(timeout_request_body=0)
+
+
+async def test_tls_handshake_timeout_on_the_virtual_clock(autojump_clock, tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    from trioasgi._server import Server
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    server = Server(
+        apps.hello,
+        Config(ssl_certfile=str(certfile), ssl_keyfile=str(keyfile), timeout_tls_handshake=6),
+    )
+    client, server_side = trio.testing.memory_stream_pair()
+    start = trio.current_time()
+    # The client says nothing: the handshake gives up at exactly its deadline.
+    assert await server._tls_handshake(server_side, None) is None
+    assert trio.current_time() - start == pytest.approx(6)
+    await client.aclose()
