@@ -104,13 +104,14 @@ class HTTPConnection:
             # (see Server._handle_connection); _read_request does not wait for
             # more, and _start_next_cycle ends the loop after it.
             while True:
-                request = await self._read_request()
-                if request is None:
+                head = await self._read_request()
+                if head is None:
                     break
+                request, headers = head
                 if self._websocket_enabled and is_websocket_upgrade(request):
                     await self._run_websocket(request)
                     break
-                cycle = RequestCycle(self, request)
+                cycle = RequestCycle(self, request, headers)
                 await cycle.run()
                 if not await self._start_next_cycle(cycle):
                     break
@@ -224,8 +225,8 @@ class HTTPConnection:
             self.h11.receive_data(data)
         return bool(data)
 
-    async def _read_request(self) -> h11.Request | None:
-        """The next request's head, or None when the connection is to close."""
+    async def _read_request(self) -> tuple[h11.Request, list[tuple[bytes, bytes]]] | None:
+        """The next request's head and its headers as a list, or None to close."""
         config = self.ctx.config
         try:
             event = self.h11.next_event()
@@ -239,15 +240,17 @@ class HTTPConnection:
             await self.send_error(exc.error_status_hint, str(exc))
             return None
         if type(event) is h11.Request:
+            # One copy of h11's headers serves the checks and the scope.
+            headers = list(event.headers)
             rejection = check_request(
-                event.method, event.target, event.http_version, event.headers, self._limits
+                event.method, event.target, event.http_version, headers, self._limits
             )
             if rejection is None and self._over_capacity():
                 rejection = Rejection(503, "too many connections")
             if rejection is not None:
                 await self.send_error(rejection.status, rejection.reason)
                 return None
-            return event
+            return event, headers
         # ConnectionClosed; nothing else can come before a request.
         return None
 

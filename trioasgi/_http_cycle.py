@@ -53,10 +53,12 @@ class _ResponseState(enum.Enum):
 class RequestCycle:
     """Runs the app for one request on an :class:`HTTPConnection`."""
 
-    def __init__(self, conn: HTTPConnection, request: h11.Request) -> None:
+    def __init__(
+        self, conn: HTTPConnection, request: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self.conn = conn
         self.request = request
-        self.scope = build_scope(conn, request)
+        self.scope = build_scope(conn, request, headers)
         self.keep_alive = True
         self.status: int | None = None
         self.disconnected = False
@@ -313,7 +315,17 @@ class RequestCycle:
         access_logger.info("%s", line, extra={"status_code": self.status})
 
 
-def build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
+def build_scope(
+    conn: HTTPConnection,
+    request: h11.Request,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """The HTTP scope of a request (a WebSocket scope starts from it).
+
+    ``headers`` is the request's header list if the caller already made one.
+    """
+    if headers is None:
+        headers = list(request.headers)
     target = request.target
     if target.startswith((b"http://", b"https://")):
         # absolute-form (RFC 9112, 3.2.2): the path starts after the authority.
@@ -328,7 +340,7 @@ def build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
     client, scheme = conn.client, conn.scheme
     if conn.proxy_trusted:
         client, scheme = forwarded_client_and_scheme(
-            request.headers, client, scheme, conn.ctx.trusted_proxies
+            headers, client, scheme, conn.ctx.trusted_proxies
         )
     scope = {
         "type": "http",
@@ -342,7 +354,7 @@ def build_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
         "path": path,
         "raw_path": raw_path,
         "query_string": query_string,
-        "headers": list(request.headers),
+        "headers": headers,
         "state": conn.ctx.lifespan_state.copy(),
     }
     if conn.tls is not None:
