@@ -76,7 +76,7 @@ def check_request(
     names: tuple[bytes, ...] = ()
     values: tuple[bytes, ...] = ()
     if pairs:
-        names, values = zip(*pairs)
+        names, values = zip(*pairs, strict=True)
     all_names = b"".join(names)
     all_values = b"\t".join(values)
     if _VALUE_CTL(all_values) is not None:
