@@ -203,7 +203,12 @@ def test_limit_flags_are_in_help(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for flag in ("--limit-request-fields", "--limit-request-body", "--limit-concurrency"):
+    for flag in (
+        "--limit-request-fields",
+        "--limit-request-body",
+        "--limit-concurrency",
+        "--timeout-request-body",
+    ):
         assert flag in out
     assert "limits:" in out
 
