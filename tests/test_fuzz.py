@@ -138,7 +138,8 @@ def parse_responses(data: bytes, methods: list[str]) -> list[int]:
 async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool, body_limit) -> None:
     app = FuzzApp()
     async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(app, nursery, limit_request_body=body_limit)
+        # HTTP/1.1 only: an upgrade would hand the bytes to the WebSocket code.
+        conn = MemoryConnection(app, nursery, limit_request_body=body_limit, ws="none")
 
         async def write() -> None:
             try:
