@@ -1,0 +1,59 @@
+"""Run a built-in client in several processes on the load cores and collect their JSON lines.
+
+One Python process saturates one core long before a fast server does, so the
+built-in generators split their connections across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .servers import REPO_ROOT
+from .system import cpu_list, load_cores
+
+# Two processes even on a single load core: one can parse while the other waits.
+MIN_PROCESSES = 2
+
+
+def process_count(connections: int) -> int:
+    return max(1, min(connections, max(MIN_PROCESSES, len(load_cores()))))
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` connections spread over `parts` processes, the first ones taking the rest."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[str, float]]:
+    """Start `python -m module ARGS` once per argument list; return each one's JSON result."""
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", cpu_list(load_cores()), sys.executable, "-m", module, *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in per_process
+    ]
+    results, problems = [], []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            problems.append(f"{module} worker overran {timeout:.0f} s")
+            continue
+        lines = out.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            tail = err.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            problems.append(f"{module} worker failed: {tail[0][:200]}")
+            continue
+        results.append(json.loads(lines[-1]))
+    if problems and not results:
+        raise RuntimeError(problems[0])
+    return results

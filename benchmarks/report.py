@@ -1,0 +1,276 @@
+"""Turn a run's samples into a markdown table (stdout), results.json and PNG charts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .scenarios import Metric, Scenario, Settings
+
+# The tables use an en dash for ranges; spelled out so the source stays ASCII-clean.
+DASH = "\u2013"
+
+# Below this share of one core, a server was not the limit in a closed-loop
+# scenario: the load generator (or something else on the machine) was.
+SATURATED = 0.8
+
+# Issue 5's targets: (our server, metric, peer, bound, "min" or "max").
+TARGETS: tuple[tuple[str, str, str, str, float, str], ...] = (
+    ("trio-asgi-h11", "hello", "rps", "uvicorn-h11", 1.0, "min"),
+    ("trio-asgi-h11", "hello", "rps", "hypercorn-trio", 3.0, "min"),
+    ("trio-asgi-httptools", "hello", "rps", "uvicorn-httptools", 1.0, "min"),
+    ("trio-asgi-h11", "ws", "mps", "uvicorn-h11", 1.0, "min"),
+    ("trio-asgi-h11", "ws", "mps", "hypercorn-trio", 2.0, "min"),
+    ("trio-asgi-h11", "memory", "kib", "uvicorn-h11", 1.0, "max"),
+)
+
+
+@dataclass
+class Measurement:
+    round: int
+    values: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+    errors: int = 0
+    cpu: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class ServerInfo:
+    name: str
+    description: str
+    ours: bool
+    version: str
+    status: str = "ok"
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any]
+    settings: Settings
+    scenarios: list[Scenario]
+    servers: list[ServerInfo]
+    # scenario name -> server name -> one measurement per round it ran in
+    samples: dict[str, dict[str, list[Measurement]]] = field(default_factory=dict)
+
+    def add(self, scenario: str, server: str, m: Measurement) -> None:
+        self.samples.setdefault(scenario, {}).setdefault(server, []).append(m)
+
+    def stats(self, scenario: str, server: str, key: str) -> dict[str, float] | None:
+        values = [
+            m.values[key]
+            for m in self.samples.get(scenario, {}).get(server, [])
+            if m.error is None and key in m.values
+        ]
+        if not values:
+            return None
+        return {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "n": len(values),
+        }
+
+    def ratio(self, scenario: str, key: str, ours: str, peer: str) -> float | None:
+        a, b = self.stats(scenario, ours, key), self.stats(scenario, peer, key)
+        if not a or not b or b["median"] == 0:
+            return None
+        return a["median"] / b["median"]
+
+
+def _num(value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(r: Results, scenario: str, server: ServerInfo, metric: Metric) -> str:
+    if server.status != "ok":
+        return "—"
+    ms = r.samples.get(scenario, {}).get(server.name, [])
+    st = r.stats(scenario, server.name, metric.key)
+    if not st:
+        errs = [m.error for m in ms if m.error]
+        return f"error: {errs[0]}"[:80] if errs else "—"
+    text = _num(st["median"])
+    if st["n"] > 1:
+        text += f" ({_num(st['min'])}{DASH}{_num(st['max'])})"
+    cpus = [m.cpu for m in ms if m.cpu is not None]
+    if metric.higher_is_better and cpus and statistics.median(cpus) < SATURATED:
+        text += " †"
+    if any(m.errors for m in ms):
+        text += " !"
+    return text
+
+
+def markdown(r: Results) -> str:
+    ran = [s for s in r.servers]
+    ours = [s for s in r.servers if s.ours and s.status == "ok"]
+    peers = [s for s in r.servers if not s.ours and s.status == "ok"]
+    m = r.meta
+    lines = [
+        f"## Benchmark run {m['date']}",
+        "",
+        f"`{m['command']}` on {m['cpu']} ({m['cores']} cores), Python {m['python']}; "
+        f"server pinned to core {m['server_core']}, load on core(s) {m['load_cores']}; "
+        f"HTTP load by {m['generator']}; {m['rounds']} interleaved round(s), "
+        f"{r.settings.duration:g} s per load scenario; took {m['elapsed_s']:.0f} s.",
+        "",
+        "| server | version | status |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {s.name} | {s.version} | {s.status} |" for s in r.servers]
+    lines += [
+        "",
+        f"Median of the rounds, (min{DASH}max) when there was more than one; "
+        "↑ higher is better, ↓ lower is better.",
+        "",
+        "| scenario | metric | " + " | ".join(s.name for s in ran) + " |",
+        "|---|---|" + "---:|" * len(ran),
+    ]
+    for sc in r.scenarios:
+        for metric in sc.metrics:
+            arrow = "↑" if metric.higher_is_better else "↓"
+            cells = " | ".join(_cell(r, sc.name, s, metric) for s in ran)
+            label = f"{metric.label} ({metric.unit}) {arrow}"
+            lines.append(f"| {sc.describe(r.settings, short=True)} | {label} | {cells} |")
+    table = "\n".join(lines)
+    if " †" in table:
+        lines += [
+            "",
+            f"† the server used under {SATURATED:.0%} of its core (median over rounds): "
+            "the load generator or other processes on the machine, not the server, "
+            "set that number.",
+        ]
+    if " !" in table:
+        lines += ["", "! some requests failed or connections dropped: see results.json."]
+    if ours and peers:
+        lines += ["", "### trio-asgi / peer (ratio of the medians above)", ""]
+        pairs = [(o, p) for o in ours for p in peers]
+        lines.append(
+            "| scenario | metric | " + " | ".join(f"{o.name} / {p.name}" for o, p in pairs) + " |"
+        )
+        lines.append("|---|---|" + "---:|" * len(pairs))
+        for sc in r.scenarios:
+            for metric in sc.metrics:
+                cells = []
+                for o, p in pairs:
+                    q = r.ratio(sc.name, metric.key, o.name, p.name)
+                    cells.append("—" if q is None else f"{q:.2f}x")
+                arrow = "↑" if metric.higher_is_better else "↓"
+                lines.append(
+                    f"| {sc.describe(r.settings, short=True)} | {metric.label} {arrow} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
+        lines += ["", "### Issue 5 targets", "", "| target | ratio | met |", "|---|---:|---|"]
+        for our, scen, key, peer, bound, kind in TARGETS:
+            if not any(sc.name == scen for sc in r.scenarios):
+                continue
+            q = r.ratio(scen, key, our, peer)
+            sign = "≥" if kind == "min" else "≤"
+            met = (
+                "n/a"
+                if q is None
+                else ("yes" if (q >= bound if kind == "min" else q <= bound) else "no")
+            )
+            shown = "—" if q is None else f"{q:.2f}x"
+            lines.append(f"| {scen}: {our} / {peer} {sign} {bound:g}x | {shown} | {met} |")
+    else:
+        lines += ["", "No ratios: they need trio-asgi and at least one peer in the same run."]
+    for note in m.get("notes", []):
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(r: Results, path: Path) -> None:
+    summary: dict[str, Any] = {}
+    for sc in r.scenarios:
+        for metric in sc.metrics:
+            per_server = {s.name: r.stats(sc.name, s.name, metric.key) for s in r.servers}
+            summary.setdefault(sc.name, {})[metric.key] = per_server
+    ratios: dict[str, Any] = {}
+    ours = [s.name for s in r.servers if s.ours]
+    peers = [s.name for s in r.servers if not s.ours]
+    for sc in r.scenarios:
+        for metric in sc.metrics:
+            for o in ours:
+                for p in peers:
+                    q = r.ratio(sc.name, metric.key, o, p)
+                    if q is not None:
+                        ratios.setdefault(sc.name, {}).setdefault(metric.key, {})[f"{o}/{p}"] = q
+    doc = {
+        "meta": r.meta,
+        "settings": asdict(r.settings),
+        "servers": [asdict(s) for s in r.servers],
+        "scenarios": [
+            {
+                "name": sc.name,
+                "title": sc.describe(r.settings),
+                "metrics": [asdict(metric) for metric in sc.metrics],
+            }
+            for sc in r.scenarios
+        ],
+        "summary": summary,
+        "ratios": ratios,
+        "samples": {
+            sc: {srv: [asdict(m) for m in ms] for srv, ms in by_server.items()}
+            for sc, by_server in r.samples.items()
+        },
+    }
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def charts(r: Results, out: Path) -> list[Path]:
+    """One PNG per scenario: median bars with min-max whiskers, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server, and none needed for a file
+    import matplotlib.pyplot as plt
+
+    written = []
+    for sc in r.scenarios:
+        panels = []
+        for metric in sc.metrics:
+            rows = [(s, r.stats(sc.name, s.name, metric.key)) for s in r.servers]
+            rows = [(s, st) for s, st in rows if st]
+            if rows:
+                panels.append((metric, rows))
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+        for ax, (metric, rows) in zip(axes[0], panels, strict=True):
+            names = [s.name for s, _ in rows]
+            med = [st["median"] for _, st in rows]
+            low = [st["median"] - st["min"] for _, st in rows]
+            high = [st["max"] - st["median"] for _, st in rows]
+            colors = ["#d95f02" if s.ours else "#1f78b4" for s, _ in rows]
+            ax.bar(names, med, yerr=[low, high], capsize=4, color=colors)
+            arrow = "higher is better" if metric.higher_is_better else "lower is better"
+            ax.set_title(f"{metric.label} ({metric.unit}), {arrow}", fontsize=10)
+            ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+            for i, v in enumerate(med):
+                ax.annotate(_num(v), (i, v), ha="center", va="bottom", fontsize=8)
+        fig.suptitle(
+            f"{sc.describe(r.settings)}\nmedian and min{DASH}max of {r.meta['rounds']} round(s), "
+            f"server on one core",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        path = out / f"{sc.name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

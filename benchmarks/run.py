@@ -1,0 +1,230 @@
+"""The command line: choose servers and scenarios, run interleaved rounds, write the report.
+
+    python -m benchmarks [--quick] [--rounds N] [--scenarios a,b] [--servers a,b] [--out DIR]
+
+Round r starts every chosen server in turn (the order rotates by one each
+round, so no server always goes first), runs every chosen scenario against it,
+and stops it. Medians and min-max over the rounds, and the ratios, all come
+from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import loadgen, report, servers
+from .scenarios import SCENARIOS, Settings
+from .system import SERVER_CORE, cpu_list, load_cores, pin_self_to_load_cores, raise_nofile
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_ROUNDS = 3
+# --quick: one short round without the 1,000-connection burst, so the whole run
+# stays under a minute with all six servers installed.
+QUICK = Settings(duration=1.0, idle_connections=1000)
+QUICK_SCENARIOS = ("memory", "hello", "post", "stream", "ws", "latency")
+# and without Granian, which no target of issue 5 compares against.
+QUICK_SERVERS = (
+    "trio-asgi-h11",
+    "trio-asgi-httptools",
+    "uvicorn-h11",
+    "uvicorn-httptools",
+    "hypercorn-trio",
+)
+
+
+def _names(text: str, known: dict[str, object], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="trio-asgi against its peers, side by side."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one short round, no 1,000-connection scenario"
+    )
+    parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {DEFAULT_ROUNDS})")
+    parser.add_argument(
+        "--duration", type=float, help="seconds per load scenario (default 3, --quick 1)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda t: _names(t, SCENARIOS, "scenario"),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda t: _names(t, servers.SERVERS, "server"),
+        help=f"comma-separated, from: {', '.join(servers.SERVERS)}",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
+    args = parser.parse_args(argv)
+    if args.rounds is not None and not 1 <= args.rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
+    if args.duration is not None and not 0.5 <= args.duration <= 60:
+        parser.error("--duration must be between 0.5 and 60 seconds")
+    return args
+
+
+def _log(text: str) -> None:
+    # Progress goes to stderr so that stdout is the markdown table alone.
+    print(text, file=sys.stderr, flush=True)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("taskset"):
+        _log("taskset not found: it comes with util-linux (`apt-get install util-linux`).")
+        return 2
+    settings = QUICK if args.quick else Settings()
+    if args.duration:
+        settings = replace(settings, duration=args.duration)
+    rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
+    default_scenarios = QUICK_SCENARIOS if args.quick else tuple(SCENARIOS)
+    scenarios = [SCENARIOS[n] for n in (args.scenarios or default_scenarios)]
+    default_servers = QUICK_SERVERS if args.quick else tuple(servers.SERVERS)
+    specs = [servers.SERVERS[n] for n in (args.servers or default_servers)]
+    notes: list[str] = []
+
+    pin_self_to_load_cores()
+    # Client and server each hold every idle connection, plus headroom.
+    wanted = settings.idle_connections + 1024
+    got = raise_nofile(wanted)
+    if got < wanted:
+        settings = replace(settings, idle_connections=max(100, got - 1024))
+        notes.append(f"RLIMIT_NOFILE is {got}: idle connections cut to {settings.idle_connections}")
+    if not loadgen.wrk_path():
+        line = (
+            "wrk not found: `apt-get install wrk` would give better numbers; "
+            "using the built-in trio generator"
+        )
+        _log(line)
+        notes.append(line)
+    if len(load_cores()) == 1 and load_cores()[0] == SERVER_CORE:
+        notes.append("one core only: server and load generator share it")
+
+    infos = {s.name: report.ServerInfo(s.name, s.description, s.ours, s.version()) for s in specs}
+    for spec in specs:
+        reason = spec.unavailable()
+        if reason:
+            infos[spec.name].status = reason
+            _log(f"{spec.name}: {reason}")
+
+    busy = os.getloadavg()[0]
+    if busy > 1.0:
+        notes.append(
+            f"the machine was busy before the run (load average {busy:.1f}): "
+            "other processes compete for the cores, expect noisy numbers"
+        )
+    started = time.monotonic()
+    results = report.Results(
+        meta={},
+        settings=settings,
+        scenarios=scenarios,
+        servers=list(infos.values()),
+    )
+    for rnd in range(1, rounds + 1):
+        order = specs[(rnd - 1) % len(specs) :] + specs[: (rnd - 1) % len(specs)]
+        for spec in order:
+            if infos[spec.name].status != "ok":
+                continue
+            _run_server(spec, rnd, rounds, scenarios, settings, results, infos[spec.name])
+
+    results.meta = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "cpu": _cpu_model(),
+        "cores": len(load_cores()) + (SERVER_CORE not in load_cores()),
+        "python": platform.python_version(),
+        "server_core": SERVER_CORE,
+        "load_cores": cpu_list(load_cores()),
+        "generator": loadgen.generator_name(),
+        "rounds": rounds,
+        "elapsed_s": time.monotonic() - started,
+        "load_average_before": round(busy, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "notes": notes,
+    }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    text = report.markdown(results)
+    (out / "results.md").write_text(text)
+    report.write_json(results, out / "results.json")
+    try:
+        pngs = report.charts(results, out)
+    except ImportError:
+        pngs = []
+        _log("matplotlib not installed: no charts (`pip install matplotlib`)")
+    print(text)
+    _log(f"wrote {out / 'results.md'}, {out / 'results.json'} and {len(pngs)} chart(s) in {out}")
+    return 0
+
+
+def _run_server(
+    spec: servers.ServerSpec,
+    rnd: int,
+    rounds: int,
+    scenarios: list,
+    settings: Settings,
+    results: report.Results,
+    info: report.ServerInfo,
+) -> None:
+    """Start one server, run every scenario on it once, stop it; never raise."""
+    tag = f"[round {rnd}/{rounds}] {spec.name}"
+    try:
+        server = servers.start(spec)
+    except servers.StartError as exc:
+        # A server that cannot start now will not start next round either.
+        info.status = f"failed to start: {exc}"
+        _log(f"{tag}: {info.status}")
+        return
+    info.command = ["taskset", "-c", str(SERVER_CORE), *spec.command(server.port)]
+    try:
+        for sc in scenarios:
+            if not server.alive():
+                results.add(sc.name, spec.name, report.Measurement(rnd, error="server exited"))
+                continue
+            cpu_before, t0 = server.cpu_seconds(), time.monotonic()
+            try:
+                sample = sc.run(server, settings)
+            except Exception as exc:  # a broken server must not end the run
+                error = f"{type(exc).__name__}: {exc}"[:200]
+                results.add(sc.name, spec.name, report.Measurement(rnd, error=error))
+                _log(f"{tag} {sc.name}: {error}")
+                continue
+            cpu = None
+            if sample.window:
+                cpu = min(1.0, (server.cpu_seconds() - cpu_before) / sample.window)
+            m = report.Measurement(rnd, sample.values, sample.detail, sample.errors, cpu)
+            results.add(sc.name, spec.name, m)
+            shown = ", ".join(f"{k} {report._num(v)}" for k, v in sample.values.items())
+            extra = f", server cpu {cpu:.0%}" if cpu is not None else ""
+            errors = f", {sample.errors} errors" if sample.errors else ""
+            _log(f"{tag} {sc.name}: {shown}{extra}{errors} ({time.monotonic() - t0:.1f} s)")
+    finally:
+        server.stop()

@@ -1,0 +1,110 @@
+"""WebSocket load: trio-websocket clients echoing small messages, reported as messages/s.
+
+Each connection sends a message and waits for its echo before sending the
+next (closed loop), so messages/s is round trips per second. Run as
+`python -m benchmarks.wsload ...` it is one worker and prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import trio
+
+from . import fanout
+
+CONNECT_TIMEOUT = 10.0
+MESSAGE = "hello, websocket"
+
+
+@dataclass
+class WsResult:
+    messages_per_s: float
+    messages: int
+    errors: int
+    tool: str
+
+
+def ws_load(port: int, *, connections: int, duration: float) -> WsResult:
+    """Echo `MESSAGE` over `connections` websockets for `duration` seconds."""
+    procs = fanout.process_count(connections)
+    args = [
+        ["--port", str(port), "--connections", str(n), "--duration", str(duration)]
+        for n in fanout.split(connections, procs)
+    ]
+    results = fanout.run("benchmarks.wsload", args, timeout=duration + CONNECT_TIMEOUT + 30)
+    rate = sum(r["messages"] / r["elapsed"] for r in results if r["elapsed"] > 0)
+    return WsResult(
+        rate,
+        int(sum(r["messages"] for r in results)),
+        int(sum(r["errors"] for r in results)),
+        f"trio-websocket ({procs} processes)",
+    )
+
+
+async def echo_loop(port: int, connections: int, duration: float) -> dict[str, float]:
+    """One worker: open the websockets, echo for `duration`, then close them cleanly."""
+    # Imported here so that `--help` and the HTTP scenarios work without it installed.
+    from trio_websocket import ConnectionClosed, HandshakeError, connect_websocket_url
+
+    url = f"ws://127.0.0.1:{port}/ws"
+    done = errors = opened = 0
+    deadline = 0.0
+    ready = trio.Event()
+
+    def mark_opened() -> None:
+        # The clock starts when the last connection is up, so the handshakes are
+        # not counted; the deadline is set before anyone is woken to read it.
+        nonlocal opened, deadline
+        opened += 1
+        if opened == connections:
+            deadline = trio.current_time() + duration
+            ready.set()
+
+    async def client(nursery: trio.Nursery) -> None:
+        nonlocal done, errors
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws = await connect_websocket_url(nursery, url)
+        except (OSError, HandshakeError, trio.TooSlowError):
+            errors += 1
+            mark_opened()
+            return
+        mark_opened()
+        try:
+            await ready.wait()
+            with trio.move_on_at(deadline):
+                while True:
+                    await ws.send_message(MESSAGE)
+                    if await ws.get_message() == MESSAGE:
+                        done += 1
+                    else:
+                        errors += 1
+        except ConnectionClosed:
+            errors += 1
+        finally:
+            # A bounded close: a server that never answers the close frame must not hang us.
+            with trio.move_on_after(2):
+                await ws.aclose()
+
+    # The outer bound covers reader tasks of connections whose close never completed.
+    with trio.move_on_after(CONNECT_TIMEOUT + duration + 10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(connections):
+                nursery.start_soon(client, nursery)
+    return {"messages": done, "errors": errors, "elapsed": duration}
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="one worker of the WebSocket echo load")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=5.0)
+    a = parser.parse_args()
+    print(json.dumps(trio.run(echo_loop, a.port, a.connections, a.duration)))
+
+
+if __name__ == "__main__":
+    _main()
