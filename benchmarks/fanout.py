@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from .servers import REPO_ROOT
 from .system import cpu_list, load_cores
@@ -27,7 +28,16 @@ def split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[str, float]]:
+def _reason(stderr: str, code: int) -> str:
+    """The last line of a traceback that names an exception, not its box drawing."""
+    for line in reversed(stderr.strip().splitlines()):
+        text = line.strip(" |+-")
+        if text and ("Error" in text or "Exception" in text or ":" in text):
+            return text[:200]
+    return f"exit {code}"
+
+
+def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[str, Any]]:
     """Start `python -m module ARGS` once per argument list; return each one's JSON result."""
     procs = [
         subprocess.Popen(
@@ -50,8 +60,7 @@ def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[
             continue
         lines = out.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            tail = err.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-            problems.append(f"{module} worker failed: {tail[0][:200]}")
+            problems.append(f"{module} worker failed: {_reason(err, proc.returncode)}")
             continue
         results.append(json.loads(lines[-1]))
     if problems and not results:

@@ -38,8 +38,21 @@ class LoadResult:
     tool: str
 
 
-@functools.cache
+# Set by `--generator builtin`, to compare the two or to test the fallback.
+_force_builtin = False
+
+
+def force_builtin(on: bool = True) -> None:
+    global _force_builtin
+    _force_builtin = on
+
+
 def wrk_path() -> str | None:
+    return None if _force_builtin else _which_wrk()
+
+
+@functools.cache
+def _which_wrk() -> str | None:
     return shutil.which("wrk")
 
 

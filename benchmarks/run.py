@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import loadgen, report, servers
-from .scenarios import SCENARIOS, Settings
+from .scenarios import PER_CPU, SCENARIOS, Scenario, Settings
 from .system import SERVER_CORE, cpu_list, load_cores, pin_self_to_load_cores, raise_nofile
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda t: _names(t, servers.SERVERS, "server"),
         help=f"comma-separated, from: {', '.join(servers.SERVERS)}",
     )
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "builtin"),
+        default="auto",
+        help="HTTP load generator: wrk when installed (auto), or always the built-in one",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     args = parser.parse_args(argv)
     if args.rounds is not None and not 1 <= args.rounds <= 50:
@@ -118,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if got < wanted:
         settings = replace(settings, idle_connections=max(100, got - 1024))
         notes.append(f"RLIMIT_NOFILE is {got}: idle connections cut to {settings.idle_connections}")
-    if not loadgen.wrk_path():
+    if args.generator == "builtin":
+        loadgen.force_builtin()
+    elif not loadgen.wrk_path():
         line = (
             "wrk not found: `apt-get install wrk` would give better numbers; "
             "using the built-in trio generator"
@@ -189,7 +197,7 @@ def _run_server(
     spec: servers.ServerSpec,
     rnd: int,
     rounds: int,
-    scenarios: list,
+    scenarios: list[Scenario],
     settings: Settings,
     results: report.Results,
     info: report.ServerInfo,
@@ -213,13 +221,19 @@ def _run_server(
             try:
                 sample = sc.run(server, settings)
             except Exception as exc:  # a broken server must not end the run
-                error = f"{type(exc).__name__}: {exc}"[:200]
+                # Our own clients raise RuntimeError with a sentence; others get their type named.
+                error = str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}"
+                error = error[:200]
                 results.add(sc.name, spec.name, report.Measurement(rnd, error=error))
                 _log(f"{tag} {sc.name}: {error}")
                 continue
             cpu = None
             if sample.window:
-                cpu = min(1.0, (server.cpu_seconds() - cpu_before) / sample.window)
+                cpu_used = server.cpu_seconds() - cpu_before
+                cpu = min(1.0, cpu_used / sample.window)
+                if cpu_used > 0 and any(m.key == PER_CPU.key for m in sc.metrics):
+                    first = sc.metrics[0].key
+                    sample.values[PER_CPU.key] = sample.values[first] * sample.window / cpu_used
             m = report.Measurement(rnd, sample.values, sample.detail, sample.errors, cpu)
             results.add(sc.name, spec.name, m)
             shown = ", ".join(f"{k} {report._num(v)}" for k, v in sample.values.items())

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -36,6 +38,9 @@ def ws_load(port: int, *, connections: int, duration: float) -> WsResult:
     ]
     results = fanout.run("benchmarks.wsload", args, timeout=duration + CONNECT_TIMEOUT + 30)
     rate = sum(r["messages"] / r["elapsed"] for r in results if r["elapsed"] > 0)
+    if rate == 0:
+        reasons = [r["error"] for r in results if r.get("error")]
+        raise RuntimeError(reasons[0] if reasons else "no message echoed")
     return WsResult(
         rate,
         int(sum(r["messages"] for r in results)),
@@ -44,57 +49,67 @@ def ws_load(port: int, *, connections: int, duration: float) -> WsResult:
     )
 
 
-async def echo_loop(port: int, connections: int, duration: float) -> dict[str, float]:
+async def echo_loop(port: int, connections: int, duration: float) -> dict[str, Any]:
     """One worker: open the websockets, echo for `duration`, then close them cleanly."""
     # Imported here so that `--help` and the HTTP scenarios work without it installed.
-    from trio_websocket import ConnectionClosed, HandshakeError, connect_websocket_url
+    from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
     url = f"ws://127.0.0.1:{port}/ws"
     done = errors = opened = 0
+    first_error: str | None = None
     deadline = 0.0
     ready = trio.Event()
 
     def mark_opened() -> None:
-        # The clock starts when the last connection is up, so the handshakes are
-        # not counted; the deadline is set before anyone is woken to read it.
+        # The clock starts when the last connection is up (or has failed), so the
+        # handshakes are not counted; the deadline is set before anyone reads it.
         nonlocal opened, deadline
         opened += 1
         if opened == connections:
             deadline = trio.current_time() + duration
             ready.set()
 
-    async def client(nursery: trio.Nursery) -> None:
-        nonlocal done, errors
+    async def client() -> None:
+        nonlocal done, errors, first_error
+        up = False
         try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await connect_websocket_url(nursery, url)
-        except (OSError, HandshakeError, trio.TooSlowError):
+            with trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT) as scope:
+                async with open_websocket_url(url) as ws:
+                    scope.deadline = math.inf
+                    up = True
+                    mark_opened()
+                    await ready.wait()
+                    with trio.move_on_at(deadline):
+                        while True:
+                            await ws.send_message(MESSAGE)
+                            if await ws.get_message() == MESSAGE:
+                                done += 1
+                            else:
+                                errors += 1
+                    # A bounded close: a server that never answers the close frame
+                    # must not hang the run.
+                    scope.deadline = trio.current_time() + 2
+            if scope.cancelled_caught and not up:
+                raise TimeoutError(f"no websocket handshake within {CONNECT_TIMEOUT:.0f} s")
+        except (OSError, HandshakeError, ConnectionClosed) as exc:
             errors += 1
-            mark_opened()
-            return
-        mark_opened()
-        try:
-            await ready.wait()
-            with trio.move_on_at(deadline):
-                while True:
-                    await ws.send_message(MESSAGE)
-                    if await ws.get_message() == MESSAGE:
-                        done += 1
-                    else:
-                        errors += 1
-        except ConnectionClosed:
-            errors += 1
+            first_error = first_error or _describe(exc)
         finally:
-            # A bounded close: a server that never answers the close frame must not hang us.
-            with trio.move_on_after(2):
-                await ws.aclose()
+            if not up:
+                mark_opened()
 
-    # The outer bound covers reader tasks of connections whose close never completed.
-    with trio.move_on_after(CONNECT_TIMEOUT + duration + 10):
-        async with trio.open_nursery() as nursery:
-            for _ in range(connections):
-                nursery.start_soon(client, nursery)
-    return {"messages": done, "errors": errors, "elapsed": duration}
+    async with trio.open_nursery() as nursery:
+        for _ in range(connections):
+            nursery.start_soon(client)
+    return {"messages": done, "errors": errors, "elapsed": duration, "error": first_error}
+
+
+def _describe(exc: BaseException) -> str:
+    # trio-websocket puts a rejection's status first in its args; say that, not the repr.
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return f"{type(exc).__name__}: handshake answered HTTP {status}"
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _main() -> None:
