@@ -11,6 +11,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -85,6 +86,11 @@ def trioasgi_help() -> tuple[str | None, str]:
     return done.stdout, ""
 
 
+def _lists_flag(help_text: str, flag: str) -> bool:
+    # "--http" must not match "--http2" or "--http-max-...": the flag, then a non-name char.
+    return re.search(re.escape(flag) + r"(?![\w-])", help_text) is not None
+
+
 def _trioasgi_command(http: str | None) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         help_text = trioasgi_help()[0] or ""
@@ -92,9 +98,9 @@ def _trioasgi_command(http: str | None) -> Callable[[int], list[str]]:
         argv += ["--no-access-log", "--log-level", "warning"]
         # Flags the CLI does not list yet are left out rather than failing the start;
         # without --help at all, the full command is tried so the real error shows.
-        if http and ("--http" in help_text or not help_text):
+        if http and (_lists_flag(help_text, "--http") or not help_text):
             argv += ["--http", http]
-        if "--timeout-keep-alive" in help_text:
+        if _lists_flag(help_text, "--timeout-keep-alive"):
             argv += ["--timeout-keep-alive", KEEP_ALIVE_SECONDS]
         return argv
 
@@ -105,7 +111,7 @@ def _trioasgi_httptools_precheck() -> str | None:
     help_text, reason = trioasgi_help()
     if help_text is None:
         return f"skipped: trio-asgi's --help failed ({reason})"
-    if "--http" not in help_text:
+    if not _lists_flag(help_text, "--http"):
         return "skipped: `python -m trioasgi --help` lists no --http"
     return None
 
