@@ -242,3 +242,7 @@ def _run_server(
             _log(f"{tag} {sc.name}: {shown}{extra}{errors} ({time.monotonic() - t0:.1f} s)")
     finally:
         server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
