@@ -16,7 +16,9 @@ import trio
 from .h1 import Connection, ProtocolError, request
 from .servers import RunningServer
 
-CONNECT_CONCURRENCY = 200
+# Below the smallest default listen backlog of the peers (Hypercorn: 100), so that
+# the ramp-up does not overflow it and lose connections to SYN retries.
+CONNECT_CONCURRENCY = 64
 OPEN_TIMEOUT = 30.0
 SETTLE_SECONDS = 0.5
 WARMUP_CONNECTIONS = 20
