@@ -201,6 +201,13 @@ def _add_proxy_flags(group: argparse._ArgumentGroup) -> None:
 
 def _add_http_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
+        "--http",
+        choices=("auto", "h11", "httptools"),
+        default=_DEFAULTS.http,
+        help="HTTP/1.1 parser: httptools is faster (pip install 'trio-asgi[fast]'), "
+        "auto uses it when installed and h11 otherwise (default: %(default)s)",
+    )
+    group.add_argument(
         "--h11-max-incomplete-event-size",
         type=int,
         default=_DEFAULTS.h11_max_incomplete_event_size,

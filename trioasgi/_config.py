@@ -8,6 +8,7 @@ has the name of its command-line flag (``--timeout-keep-alive`` is
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Config:
     forwarded_allow_ips: str = "127.0.0.1"
 
     # -- HTTP --
+    http: Literal["auto", "h11", "httptools"] = "auto"
     h11_max_incomplete_event_size: int = 16 * 1024
     server_header: bool = True
     date_header: bool = True
@@ -124,6 +126,12 @@ class Config:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"log level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        if self.http not in ("auto", "h11", "httptools"):
+            raise ConfigError(f"http must be auto, h11 or httptools, not {self.http!r}")
+        if self.http == "httptools" and importlib.util.find_spec("httptools") is None:
+            raise ConfigError(
+                "http httptools needs the httptools package (pip install 'trio-asgi[fast]')"
             )
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")

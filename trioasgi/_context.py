@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import Config
 from ._date import http_date
+from ._parsers import resolve_parser
 from ._proxy import TrustedProxies
 
 SERVER_HEADER = b"trio-asgi"
@@ -23,6 +24,8 @@ class ServerContext:
     open_connections: int = 0
     #: Whose proxy headers to believe; None with ``proxy_headers`` off.
     trusted_proxies: TrustedProxies | None = field(init=False)
+    #: The HTTP/1.1 parser every connection uses: "h11" or "httptools".
+    parser: str = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -37,6 +40,7 @@ class ServerContext:
         extra_names = {name for name, _ in self._extra_headers}
         self._server_header = self.config.server_header and b"server" not in extra_names
         self._date_header = self.config.date_header and b"date" not in extra_names
+        self.parser = resolve_parser(config.http)
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None

@@ -24,6 +24,7 @@ import trio
 
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
+from ._parsers import new_parser
 from ._strict import Rejection, RequestLimits, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
@@ -70,9 +71,8 @@ class HTTPConnection:
         # (or with proxy headers off) pays nothing for the feature.
         proxies = ctx.trusted_proxies
         self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
-        self.h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=ctx.config.h11_max_incomplete_event_size
-        )
+        # h11.Connection, or the httptools parser behind the same interface.
+        self.h11 = new_parser(ctx.config, ctx.parser)
         config = ctx.config
         self._limits = RequestLimits(
             max_head_size=config.h11_max_incomplete_event_size,

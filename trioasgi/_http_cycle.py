@@ -267,10 +267,7 @@ class RequestCycle:
             # The client may never send the body it was not invited to send:
             # we cannot know where the next request would start.
             self.keep_alive = False
-        response = h11.Response(
-            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
-        )
-        self._pending_head = conn.h11.send(response)
+        self._pending_head = conn.h11.send_response(status, headers, _REASONS.get(status, b""))
         self.status = status
         self._response = _ResponseState.BODY
         if status in _NO_BODY_STATUSES:

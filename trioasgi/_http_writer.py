@@ -1,0 +1,172 @@
+"""Response serialization for the httptools parser: h11's rules, fewer Python calls.
+
+:class:`ResponseWriter` turns h11 ``InformationalResponse``/``Response``/
+``Data``/``EndOfMessage`` events into bytes exactly as ``h11.Connection.send``
+would for a server: the same validation (status range, token header names,
+no CR, LF or NUL and no surrounding whitespace in values, one Content-Length,
+only ``chunked`` as a transfer coding), the same framing choice (Content-Length,
+chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0 ones, no body for
+HEAD, 204 and 304) and the same ``Connection: close`` rewriting. Errors are
+``h11.LocalProtocolError``, so the connection code handles both parsers alike.
+
+Header pairs an app sends again and again (content-type, a fixed
+content-length) are validated once and remembered in a small cache.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import h11
+
+_token = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
+_field_value = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?").fullmatch
+_reason = re.compile(rb"(?:[ \t]|[^\x00\s])*").fullmatch
+_content_length = re.compile(rb"[0-9]{1,20}").fullmatch
+
+#: (name, value) pairs already validated, with their lower-cased name.
+_validated: dict[tuple[bytes, bytes], bytes] = {}
+_VALIDATED_MAX = 512
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _lower_validated_name(name: bytes, value: bytes) -> bytes:
+    key = (name, value)
+    lowered = _validated.get(key)
+    if lowered is not None:
+        return lowered
+    if type(name) is not bytes or type(value) is not bytes:
+        raise h11.LocalProtocolError("header names and values must be bytes")
+    if _token(name) is None:
+        raise h11.LocalProtocolError(f"Illegal header name {name!r}")
+    if _field_value(value) is None:
+        raise h11.LocalProtocolError(f"Illegal header value {value!r}")
+    lowered = name.lower()
+    if len(_validated) >= _VALIDATED_MAX:
+        _validated.clear()
+    _validated[key] = lowered
+    return lowered
+
+
+class ResponseWriter:
+    """The server half of one HTTP/1.1 connection's state, for one response at a time."""
+
+    def __init__(self) -> None:
+        self.request_method = b"GET"
+        self.client_http_11 = True
+        self.client_keep_alive = True
+        #: "length", "chunked" or "close"; None before the response head.
+        self.framing: str | None = None
+        self.remaining = 0
+        self.keep_alive = True
+
+    def start_cycle(self, method: bytes, http_version: bytes, keep_alive: bool) -> None:
+        self.request_method = method
+        self.client_http_11 = http_version == b"1.1"
+        self.client_keep_alive = keep_alive
+        self.keep_alive = keep_alive
+        self.framing = None
+
+    def informational(self, event: h11.InformationalResponse) -> bytes:
+        if event.status_code == 100 and not event.headers:
+            return _CONTINUE
+        return self._head(event.status_code, event.reason, list(event.headers))
+
+    def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
+        """The response head; decides the framing of the body that follows."""
+        if type(status) is not int or not 200 <= status <= 999:
+            raise h11.LocalProtocolError(f"Response status_code should be in range [200, 1000), not {status!r}")
+        kept: list[tuple[bytes, bytes]] = []
+        lengths: set[bytes] = set()
+        chunked = False
+        close = not self.keep_alive
+        for name, value in headers:
+            lowered = _lower_validated_name(name, value)
+            if lowered == b"content-length":
+                for part in value.split(b","):
+                    part = part.strip()
+                    if _content_length(part) is None:
+                        raise h11.LocalProtocolError("bad Content-Length")
+                    lengths.add(part)
+                if len(lengths) != 1:
+                    raise h11.LocalProtocolError("conflicting Content-Length headers")
+                continue
+            if lowered == b"transfer-encoding":
+                if chunked or value.lower() != b"chunked":
+                    raise h11.LocalProtocolError(
+                        "Only Transfer-Encoding: chunked is supported", error_status_hint=501
+                    )
+                chunked = True
+                continue
+            if lowered == b"connection":
+                tokens = {token.strip().lower() for token in value.split(b",")}
+                if b"close" in tokens:
+                    close = True
+                tokens.discard(b"keep-alive")
+                tokens.discard(b"close")
+                if tokens:
+                    kept.append((name, b", ".join(sorted(tokens))))
+                continue
+            kept.append((name, value))
+        method = self.request_method
+        # Like h11: the headers of a response to HEAD say what GET would
+        # have had; 204, 304 and 2xx to CONNECT have no body whatever they say.
+        no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
+        if no_body:
+            if lengths:
+                kept.append((b"content-length", lengths.pop()))
+            if chunked:
+                kept.append((b"transfer-encoding", b"chunked"))
+        elif chunked or not lengths:
+            if self.client_http_11:
+                self.framing = "chunked"
+                kept.append((b"transfer-encoding", b"chunked"))
+            else:
+                self.framing = "close"
+                close = close or method != b"HEAD"
+        else:
+            self.framing = "length"
+            length = lengths.pop()
+            self.remaining = int(length)
+            kept.append((b"content-length", length))
+        if no_body or method == b"HEAD":
+            self.framing = "length"
+            self.remaining = 0
+        if close:
+            kept.append((b"connection", b"close"))
+            self.keep_alive = False
+        return self._head(status, reason, kept)
+
+    def _head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if _reason(reason) is None:
+            raise h11.LocalProtocolError(f"Illegal reason phrase {reason!r}")
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        for name, value in headers:
+            _lower_validated_name(name, value)
+            parts.append(b"%s: %s\r\n" % (name, value))
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def data(self, data: bytes) -> bytes:
+        framing = self.framing
+        if framing == "length":
+            self.remaining -= len(data)
+            if self.remaining < 0:
+                raise h11.LocalProtocolError("Too much data for declared Content-Length")
+            return bytes(data)
+        if framing == "chunked":
+            if not data:
+                return b""
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        return bytes(data)
+
+    def end(self) -> bytes:
+        if self.framing == "length":
+            if self.remaining:
+                raise h11.LocalProtocolError("Too little data for declared Content-Length")
+            return b""
+        if self.framing == "chunked":
+            return b"0\r\n\r\n"
+        return b""

@@ -1,0 +1,264 @@
+"""The httptools (llhttp) request parser behind the subset of ``h11.Connection`` we use.
+
+:class:`HttptoolsConnection` offers ``receive_data``, ``next_event``,
+``send``, ``our_state``/``their_state``, ``they_are_waiting_for_100_continue``,
+``trailing_data`` and ``start_next_cycle`` with h11's meaning, and produces
+h11's own event classes, so ``_http11``/``_http_cycle`` have one code path
+for both parsers. It is sans-I/O like h11.
+
+Strictness is h11's, not llhttp's alone: each request head is built into an
+``h11.Request`` with full validation (token names, field values without CR,
+LF, NUL or surrounding whitespace, method and target characters, one Host on
+HTTP/1.1, one Content-Length, ``chunked`` as the only transfer coding), and
+the head size and field count are limited while llhttp parses, before a big
+head is buffered (llhttp itself has no such limits).
+
+Like h11, bytes are parsed only when ``next_event`` is called and nothing is
+parsed past the end of a request until ``start_next_cycle``: while a
+response is pending, ``next_event`` returns ``h11.PAUSED``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import h11
+import httptools
+
+from ._http_writer import ResponseWriter
+
+#: The most header fields llhttp may hand us before we refuse with 431;
+#: ``_strict`` enforces the configured (smaller) limit on the whole head.
+DEFAULT_MAX_FIELDS = 100
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop llhttp at the first byte we refuse."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HttptoolsConnection:
+    """A server-side HTTP/1.1 connection parsed by httptools, speaking h11's interface."""
+
+    def __init__(
+        self, *, max_incomplete_event_size: int = 16 * 1024, max_fields: int = DEFAULT_MAX_FIELDS
+    ) -> None:
+        self._max_head = max_incomplete_event_size
+        self._max_fields = max_fields
+        self._parser = httptools.HttpRequestParser(self)
+        self._buffer = bytearray()
+        self._closed = False
+        self._events: deque[Any] = deque()
+        self._writer = ResponseWriter()
+        self.their_state: Any = h11.IDLE
+        self.our_state: Any = h11.IDLE
+        self.they_are_waiting_for_100_continue = False
+        # The head being parsed.
+        self._in_head = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+
+    # -- h11.Connection's interface -----------------------------------------
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """Received bytes not yet delivered as events, and whether the peer closed.
+
+        A request head llhttp has begun but not finished counts as one byte:
+        the caller only asks whether a request has started.
+        """
+        pending = bytes(self._buffer)
+        if not pending and self._in_head:
+            pending = b"\0"
+        return pending, self._closed
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            self._buffer += data
+        else:
+            self._closed = True
+
+    def next_event(self) -> Any:
+        if self.their_state is h11.ERROR:
+            raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
+        if self.their_state is h11.DONE or self.their_state is h11.MUST_CLOSE:
+            return h11.PAUSED
+        if not self._events and self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._feed(data)
+        if self._events:
+            return self._deliver(self._events.popleft())
+        if self._closed:
+            if self.their_state is h11.IDLE and not self._in_head:
+                self.their_state = h11.CLOSED
+                return h11.ConnectionClosed()
+            self.their_state = h11.ERROR
+            raise h11.RemoteProtocolError("peer unexpectedly closed connection mid-request")
+        return h11.NEED_DATA
+
+    def send(self, event: Any) -> bytes:
+        try:
+            return self._send(event)
+        except h11.LocalProtocolError:
+            self.our_state = h11.ERROR
+            raise
+
+    def send_response(
+        self, status: int, headers: Sequence[tuple[bytes, bytes]], reason: bytes
+    ) -> bytes:
+        """``send(h11.Response(...))`` without building and validating the event twice."""
+        if self.our_state is not h11.SEND_RESPONSE:
+            raise h11.LocalProtocolError("can't send a response now")
+        try:
+            data = self._writer.response(status, headers, reason)
+        except h11.LocalProtocolError:
+            self.our_state = h11.ERROR
+            raise
+        self.our_state = h11.SEND_BODY
+        self.they_are_waiting_for_100_continue = False
+        return data
+
+    def start_next_cycle(self) -> None:
+        if self.our_state is not h11.DONE or self.their_state is not h11.DONE:
+            raise h11.LocalProtocolError("not in a reusable state")
+        self.our_state = self.their_state = h11.IDLE
+
+    # -- delivering parsed events -------------------------------------------
+
+    def _deliver(self, event: Any) -> Any:
+        kind = type(event)
+        if kind is h11.RemoteProtocolError:
+            self.their_state = h11.ERROR
+            raise event
+        if kind is h11.Data:
+            self.they_are_waiting_for_100_continue = False
+        elif kind is h11.EndOfMessage:
+            self.they_are_waiting_for_100_continue = False
+            self.their_state = h11.DONE if self._writer.client_keep_alive else h11.MUST_CLOSE
+            self._settle_our_state()
+        elif kind is h11.Request:
+            self.their_state = h11.SEND_BODY
+            self.our_state = h11.SEND_RESPONSE
+            keep_alive = event.http_version == b"1.1"
+            expects_continue = False
+            for name, value in event.headers:
+                if name == b"connection" and b"close" in value.lower():
+                    keep_alive = False
+                elif name == b"expect" and value.lower() == b"100-continue":
+                    expects_continue = event.http_version == b"1.1"
+            self.they_are_waiting_for_100_continue = expects_continue
+            self._writer.start_cycle(event.method, event.http_version, keep_alive)
+        return event
+
+    def _settle_our_state(self) -> None:
+        if self.our_state is h11.DONE and not self._writer.keep_alive:
+            self.our_state = h11.MUST_CLOSE
+        if self.our_state is h11.MUST_CLOSE and self.their_state is h11.DONE:
+            self.their_state = h11.MUST_CLOSE
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # An Upgrade request: llhttp stops after its head. It is served as
+            # a plain request (we never switch protocols here); what follows
+            # the head is parsed by a fresh parser as the next message.
+            self._buffer[:0] = data[upgrade.args[0] :]
+            self._parser = httptools.HttpRequestParser(self)
+            if self._events and type(self._events[-1]) is h11.Request:
+                self._events.append(h11.EndOfMessage())
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refused):
+                self._events.append(h11.RemoteProtocolError(str(cause), cause.status))
+            elif isinstance(cause, h11.LocalProtocolError):
+                self._events.append(
+                    h11.RemoteProtocolError(str(cause), cause.error_status_hint)
+                )
+            else:
+                self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", 400))
+        except httptools.HttpParserError as exc:
+            status = 505 if "version" in str(exc).lower() else 400
+            self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", status))
+
+    # -- llhttp callbacks -----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        if len(headers) >= self._max_fields:
+            raise _Refused(f"more than {self._max_fields} header fields", 431)
+        self._grow_head(len(name) + len(value) + 4)
+        headers.append((name, value.strip(b" \t")))
+
+    def _grow_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self._max_head:
+            raise _Refused("request header block too large", 431)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _Refused(f"unsupported HTTP version {version!r}", 505)
+        # h11's own validation of the whole head (raises LocalProtocolError).
+        request = h11.Request(
+            method=parser.get_method(),
+            target=self._url,
+            headers=self._headers,
+            http_version=version.encode(),
+        )
+        self._in_head = False
+        self._events.append(request)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(h11.Data(data=body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(h11.EndOfMessage())
+
+    # -- sending ----------------------------------------------------------------
+
+    def _send(self, event: Any) -> bytes:
+        writer = self._writer
+        kind = type(event)
+        if kind is h11.Data:
+            if self.our_state is not h11.SEND_BODY:
+                raise h11.LocalProtocolError("can't send data before the response head")
+            return writer.data(event.data)
+        if kind is h11.EndOfMessage:
+            if self.our_state is not h11.SEND_BODY:
+                raise h11.LocalProtocolError("can't end a response not started")
+            data = writer.end()
+            self.our_state = h11.DONE
+            self._settle_our_state()
+            return data
+        if kind is h11.Response:
+            if self.our_state is not h11.SEND_RESPONSE:
+                raise h11.LocalProtocolError("can't send a response now")
+            data = writer.response(event.status_code, event.headers.raw_items(), event.reason)
+            self.our_state = h11.SEND_BODY
+            self.they_are_waiting_for_100_continue = False
+            return data
+        if kind is h11.InformationalResponse:
+            if self.our_state is not h11.SEND_RESPONSE:
+                raise h11.LocalProtocolError("can't send an informational response now")
+            self.they_are_waiting_for_100_continue = False
+            return writer.informational(event)
+        raise h11.LocalProtocolError(f"can't send {kind.__name__}")
