@@ -161,6 +161,14 @@ class HTTPConnection:
         """
         discarded = 0
         try:
+            # Most often (a GET the app did not read) the end of the request
+            # is already buffered: no timeout scope for that.
+            event = self.h11.next_event()
+            while type(event) is h11.Data and discarded <= DISCARD_LIMIT:
+                discarded += len(event.data)
+                event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return type(event) is h11.EndOfMessage
             with trio.move_on_after(self.ctx.config.timeout_keep_alive):
                 while discarded <= DISCARD_LIMIT:
                     event = self.h11.next_event()

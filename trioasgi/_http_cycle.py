@@ -63,7 +63,8 @@ class RequestCycle:
         self.status: int | None = None
         self.disconnected = False
         self._response = _ResponseState.START
-        self._response_complete = trio.Event()
+        # Created only if a task waits for it (``_wait_for_disconnect``).
+        self._response_complete: trio.Event | None = None
         self._pending_head = b""
         self._head_written = False
         self._discard_body = request.method == b"HEAD"
@@ -109,7 +110,7 @@ class RequestCycle:
             self.status = 500
             await self.conn.send_error(500, "application error")
             self._log_access()
-        self._response_complete.set()
+        self._set_response_complete()
 
     # -- receive ------------------------------------------------------------
 
@@ -222,6 +223,8 @@ class RequestCycle:
         conn = self.conn
         while self._response is not _ResponseState.COMPLETE and not self.disconnected:
             if self._pipelined_bytes >= PIPELINE_READ_LIMIT or conn.h11.their_state is h11.CLOSED:
+                if self._response_complete is None:
+                    self._response_complete = trio.Event()
                 await self._response_complete.wait()
                 return
             before = len(conn.h11.trailing_data[0])
@@ -229,6 +232,10 @@ class RequestCycle:
                 self._mark_disconnected()
                 return
             self._pipelined_bytes += len(conn.h11.trailing_data[0]) - before
+
+    def _set_response_complete(self) -> None:
+        if self._response_complete is not None:
+            self._response_complete.set()
 
     def _mark_disconnected(self) -> None:
         self.disconnected = True
@@ -293,7 +300,7 @@ class RequestCycle:
         if not more_body:
             if h11conn.our_state is h11.MUST_CLOSE:
                 self.keep_alive = False
-            self._response_complete.set()
+            self._set_response_complete()
             self._log_access()
 
     async def _write(self, data: bytes) -> bool:

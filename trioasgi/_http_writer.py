@@ -29,6 +29,8 @@ _content_length = re.compile(rb"[0-9]{1,20}").fullmatch
 _validated: dict[tuple[bytes, bytes], bytes] = {}
 _VALIDATED_MAX = 512
 
+_valid_reasons: set[bytes] = set()
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -72,7 +74,10 @@ class ResponseWriter:
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
             return _CONTINUE
-        return self._head(event.status_code, event.reason, list(event.headers))
+        headers = list(event.headers.raw_items())
+        for name, value in headers:
+            _lower_validated_name(name, value)
+        return _head(event.status_code, event.reason, headers)
 
     def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
         """The response head; decides the framing of the body that follows."""
@@ -137,17 +142,7 @@ class ResponseWriter:
         if close:
             kept.append((b"connection", b"close"))
             self.keep_alive = False
-        return self._head(status, reason, kept)
-
-    def _head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-        if _reason(reason) is None:
-            raise h11.LocalProtocolError(f"Illegal reason phrase {reason!r}")
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in headers:
-            _lower_validated_name(name, value)
-            parts.append(b"%s: %s\r\n" % (name, value))
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        return _head(status, reason, kept)
 
     def data(self, data: bytes) -> bytes:
         framing = self.framing
@@ -170,3 +165,17 @@ class ResponseWriter:
         if self.framing == "chunked":
             return b"0\r\n\r\n"
         return b""
+
+
+def _head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Status line and header block; the headers are validated already."""
+    if reason not in _valid_reasons:
+        if _reason(reason) is None:
+            raise h11.LocalProtocolError(f"Illegal reason phrase {reason!r}")
+        if len(_valid_reasons) < _VALIDATED_MAX:
+            _valid_reasons.add(reason)
+    return b"".join(
+        [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        + [b"%s: %s\r\n" % header for header in headers]
+        + [b"\r\n"]
+    )
