@@ -1,8 +1,8 @@
-"""Response serialization for the httptools parser: h11's rules, fewer Python calls.
+"""Our side of an HTTP/1.1 connection: h11's rules for responses, fewer Python calls.
 
 :class:`ResponseWriter` turns h11 ``InformationalResponse``/``Response``/
 ``Data``/``EndOfMessage`` events into bytes exactly as ``h11.Connection.send``
-would for a server: the same validation (status range, token header names,
+would for a server, for either parser (h11 or httptools): the same validation (status range, token header names,
 no CR, LF or NUL and no surrounding whitespace in values, one Content-Length,
 only ``chunked`` as a transfer coding), the same framing choice (Content-Length,
 chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0 ones, no body for
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import h11
 
@@ -53,23 +54,95 @@ def _lower_validated_name(name: bytes, value: bytes) -> bytes:
 
 
 class ResponseWriter:
-    """The server half of one HTTP/1.1 connection's state, for one response at a time."""
+    """Our half of a server connection: its h11 state, and the bytes of each response.
+
+    ``our_state`` moves like h11's server state: IDLE, SEND_RESPONSE once a
+    request arrived (:meth:`begin`), SEND_BODY after the head, then DONE, or
+    MUST_CLOSE when the connection cannot be kept alive; ERROR after a refused
+    event.
+    """
 
     def __init__(self) -> None:
+        self.our_state: Any = h11.IDLE
         self.request_method = b"GET"
         self.client_http_11 = True
+        #: Whether the request allows the connection to be kept alive.
         self.client_keep_alive = True
-        #: "length", "chunked" or "close"; None before the response head.
+        #: Whether it still may be, after our response head.
+        self.keep_alive = True
+        #: "length", "chunked" or "close" once the response head is out.
         self.framing: str | None = None
         self.remaining = 0
-        self.keep_alive = True
+        #: Whether a 100-continue or final response has been sent this cycle.
+        self.responded = False
 
-    def start_cycle(self, method: bytes, http_version: bytes, keep_alive: bool) -> None:
-        self.request_method = method
-        self.client_http_11 = http_version == b"1.1"
-        self.client_keep_alive = keep_alive
-        self.keep_alive = keep_alive
+    def begin(self, request: h11.Request) -> bool:
+        """A new request arrived; whether it asks for ``100 Continue``."""
+        self.our_state = h11.SEND_RESPONSE
+        self.request_method = request.method
+        self.client_http_11 = http_11 = request.http_version == b"1.1"
+        keep_alive = http_11
+        expects_continue = False
+        for name, value in request.headers:
+            if name == b"connection":
+                if b"close" in {token.strip() for token in value.lower().split(b",")}:
+                    keep_alive = False
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = http_11
+        self.client_keep_alive = self.keep_alive = keep_alive
         self.framing = None
+        self.responded = False
+        return expects_continue
+
+    def reset(self) -> None:
+        """Between requests (``start_next_cycle``)."""
+        self.our_state = h11.IDLE
+
+    def send(self, event: Any) -> bytes:
+        """What ``h11.Connection.send`` returns for ``event``, with the same checks."""
+        try:
+            return self._send(event)
+        except h11.LocalProtocolError:
+            self.our_state = h11.ERROR
+            raise
+
+    def _send(self, event: Any) -> bytes:
+        kind = type(event)
+        state = self.our_state
+        if kind is h11.Data:
+            if state is not h11.SEND_BODY:
+                raise h11.LocalProtocolError("can't send data before the response head")
+            return self.data(event.data)
+        if kind is h11.EndOfMessage:
+            if state is not h11.SEND_BODY:
+                raise h11.LocalProtocolError("can't end a response not started")
+            data = self.end()
+            self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
+            return data
+        if kind is h11.Response:
+            return self.send_response(event.status_code, event.headers.raw_items(), event.reason)
+        if kind is h11.InformationalResponse:
+            if state is not h11.SEND_RESPONSE:
+                raise h11.LocalProtocolError("can't send an informational response now")
+            self.responded = True
+            return self.informational(event)
+        raise h11.LocalProtocolError(f"can't send {kind.__name__}")
+
+    def send_response(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes
+    ) -> bytes:
+        """``send(h11.Response(...))`` without building and validating the event first."""
+        if self.our_state is not h11.SEND_RESPONSE:
+            self.our_state = h11.ERROR
+            raise h11.LocalProtocolError("can't send a response now")
+        try:
+            data = self.response(status, headers, reason)
+        except h11.LocalProtocolError:
+            self.our_state = h11.ERROR
+            raise
+        self.our_state = h11.SEND_BODY
+        self.responded = True
+        return data
 
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
@@ -82,7 +155,7 @@ class ResponseWriter:
     def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
         """The response head; decides the framing of the body that follows."""
         if type(status) is not int or not 200 <= status <= 999:
-            raise h11.LocalProtocolError(f"Response status_code should be in range [200, 1000), not {status!r}")
+            raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
         kept: list[tuple[bytes, bytes]] = []
         lengths: set[bytes] = set()
         chunked = False

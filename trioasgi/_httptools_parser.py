@@ -21,7 +21,6 @@ response is pending, ``next_event`` returns ``h11.PAUSED``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -54,10 +53,11 @@ class HttptoolsConnection:
         self._buffer = bytearray()
         self._closed = False
         self._events: deque[Any] = deque()
-        self._writer = ResponseWriter()
-        self.their_state: Any = h11.IDLE
-        self.our_state: Any = h11.IDLE
-        self.they_are_waiting_for_100_continue = False
+        self._writer = writer = ResponseWriter()
+        self.send = writer.send
+        self.send_response = writer.send_response
+        self._their_state: Any = h11.IDLE
+        self._expects_continue = False
         # The head being parsed.
         self._in_head = False
         self._url = b""
@@ -65,6 +65,21 @@ class HttptoolsConnection:
         self._head_size = 0
 
     # -- h11.Connection's interface -----------------------------------------
+
+    @property
+    def our_state(self) -> Any:
+        return self._writer.our_state
+
+    @property
+    def their_state(self) -> Any:
+        state = self._their_state
+        if state is h11.DONE and not self._writer.keep_alive:
+            return h11.MUST_CLOSE
+        return state
+
+    @property
+    def they_are_waiting_for_100_continue(self) -> bool:
+        return self._expects_continue and not self._writer.responded
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
@@ -85,10 +100,11 @@ class HttptoolsConnection:
             self._closed = True
 
     def next_event(self) -> Any:
-        if self.their_state is h11.ERROR:
-            raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
-        if self.their_state is h11.DONE or self.their_state is h11.MUST_CLOSE:
+        state = self._their_state
+        if state is h11.DONE or state is h11.MUST_CLOSE:
             return h11.PAUSED
+        if state is h11.ERROR:
+            raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
         if not self._events and self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
@@ -96,72 +112,35 @@ class HttptoolsConnection:
         if self._events:
             return self._deliver(self._events.popleft())
         if self._closed:
-            if self.their_state is h11.IDLE and not self._in_head:
-                self.their_state = h11.CLOSED
+            if state is h11.IDLE and not self._in_head:
+                self._their_state = h11.CLOSED
                 return h11.ConnectionClosed()
-            self.their_state = h11.ERROR
+            self._their_state = h11.ERROR
             raise h11.RemoteProtocolError("peer unexpectedly closed connection mid-request")
         return h11.NEED_DATA
-
-    def send(self, event: Any) -> bytes:
-        try:
-            return self._send(event)
-        except h11.LocalProtocolError:
-            self.our_state = h11.ERROR
-            raise
-
-    def send_response(
-        self, status: int, headers: Sequence[tuple[bytes, bytes]], reason: bytes
-    ) -> bytes:
-        """``send(h11.Response(...))`` without building and validating the event twice."""
-        if self.our_state is not h11.SEND_RESPONSE:
-            raise h11.LocalProtocolError("can't send a response now")
-        try:
-            data = self._writer.response(status, headers, reason)
-        except h11.LocalProtocolError:
-            self.our_state = h11.ERROR
-            raise
-        self.our_state = h11.SEND_BODY
-        self.they_are_waiting_for_100_continue = False
-        return data
 
     def start_next_cycle(self) -> None:
         if self.our_state is not h11.DONE or self.their_state is not h11.DONE:
             raise h11.LocalProtocolError("not in a reusable state")
-        self.our_state = self.their_state = h11.IDLE
+        self._writer.reset()
+        self._their_state = h11.IDLE
 
     # -- delivering parsed events -------------------------------------------
 
     def _deliver(self, event: Any) -> Any:
         kind = type(event)
-        if kind is h11.RemoteProtocolError:
-            self.their_state = h11.ERROR
-            raise event
-        if kind is h11.Data:
-            self.they_are_waiting_for_100_continue = False
+        if kind is h11.Request:
+            self._their_state = h11.SEND_BODY
+            self._expects_continue = self._writer.begin(event)
+        elif kind is h11.Data:
+            self._expects_continue = False
         elif kind is h11.EndOfMessage:
-            self.they_are_waiting_for_100_continue = False
-            self.their_state = h11.DONE if self._writer.client_keep_alive else h11.MUST_CLOSE
-            self._settle_our_state()
-        elif kind is h11.Request:
-            self.their_state = h11.SEND_BODY
-            self.our_state = h11.SEND_RESPONSE
-            keep_alive = event.http_version == b"1.1"
-            expects_continue = False
-            for name, value in event.headers:
-                if name == b"connection" and b"close" in value.lower():
-                    keep_alive = False
-                elif name == b"expect" and value.lower() == b"100-continue":
-                    expects_continue = event.http_version == b"1.1"
-            self.they_are_waiting_for_100_continue = expects_continue
-            self._writer.start_cycle(event.method, event.http_version, keep_alive)
+            self._expects_continue = False
+            self._their_state = h11.DONE if self._writer.client_keep_alive else h11.MUST_CLOSE
+        elif kind is h11.RemoteProtocolError:
+            self._their_state = h11.ERROR
+            raise event
         return event
-
-    def _settle_our_state(self) -> None:
-        if self.our_state is h11.DONE and not self._writer.keep_alive:
-            self.our_state = h11.MUST_CLOSE
-        if self.our_state is h11.MUST_CLOSE and self.their_state is h11.DONE:
-            self.their_state = h11.MUST_CLOSE
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -232,33 +211,3 @@ class HttptoolsConnection:
 
     def on_message_complete(self) -> None:
         self._events.append(h11.EndOfMessage())
-
-    # -- sending ----------------------------------------------------------------
-
-    def _send(self, event: Any) -> bytes:
-        writer = self._writer
-        kind = type(event)
-        if kind is h11.Data:
-            if self.our_state is not h11.SEND_BODY:
-                raise h11.LocalProtocolError("can't send data before the response head")
-            return writer.data(event.data)
-        if kind is h11.EndOfMessage:
-            if self.our_state is not h11.SEND_BODY:
-                raise h11.LocalProtocolError("can't end a response not started")
-            data = writer.end()
-            self.our_state = h11.DONE
-            self._settle_our_state()
-            return data
-        if kind is h11.Response:
-            if self.our_state is not h11.SEND_RESPONSE:
-                raise h11.LocalProtocolError("can't send a response now")
-            data = writer.response(event.status_code, event.headers.raw_items(), event.reason)
-            self.our_state = h11.SEND_BODY
-            self.they_are_waiting_for_100_continue = False
-            return data
-        if kind is h11.InformationalResponse:
-            if self.our_state is not h11.SEND_RESPONSE:
-                raise h11.LocalProtocolError("can't send an informational response now")
-            self.they_are_waiting_for_100_continue = False
-            return writer.informational(event)
-        raise h11.LocalProtocolError(f"can't send {kind.__name__}")
