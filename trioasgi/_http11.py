@@ -283,12 +283,13 @@ class HTTPConnection:
                 scope.cancel()
             try:
                 got_data = await self.receive_into_h11()
-                # The first byte of a request is here: the connection is no
-                # longer idle, and the client has a while to finish the head.
                 self._idle_scope = None
-                if not fresh:
-                    scope.deadline = trio.current_time() + header_timeout
                 event = h11conn.next_event()
+                if event is h11.NEED_DATA and got_data and not fresh:
+                    # Part of a request is here: the connection is no longer
+                    # idle, and the client has a while to finish the head.
+                    # (Most heads come whole in one read: no deadline change.)
+                    scope.deadline = trio.current_time() + header_timeout
                 while event is h11.NEED_DATA and got_data:
                     got_data = await self.receive_into_h11()
                     event = h11conn.next_event()
