@@ -17,6 +17,29 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
+from trioasgi._parsers import httptools_available
+
+#: The ``http`` setting of servers the tests start without naming one; the
+#: ``http_parser`` fixture switches it so a test module runs under each parser.
+DEFAULT_SETTINGS: dict[str, Any] = {"http": "auto"}
+
+PARSERS = [
+    pytest.param("h11", id="h11"),
+    pytest.param(
+        "httptools",
+        id="httptools",
+        marks=pytest.mark.skipif(
+            not httptools_available(), reason="httptools is not installed (pip install httptools)"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=PARSERS)
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per HTTP parser (``pytestmark = usefixtures("http_parser")``)."""
+    monkeypatch.setitem(DEFAULT_SETTINGS, "http", request.param)
+    return request.param
 
 
 class RunningServer:
@@ -104,6 +127,8 @@ async def running_server(
     ``serve()`` returns.
     """
     settings.setdefault("port", 0)
+    for name, value in DEFAULT_SETTINGS.items():
+        settings.setdefault(name, value)
     config = trioasgi.Config(**settings)
     with collapse_single_exception_groups():
         async with _serve_in_nursery(app, config, expect_idle=expect_idle) as server:
@@ -183,6 +208,8 @@ class MemoryConnection:
 
     def __init__(self, app: Callable[..., Any], nursery: trio.Nursery, **settings: Any) -> None:
         self.client, server_stream = trio.testing.memory_stream_pair()
+        for name, value in DEFAULT_SETTINGS.items():
+            settings.setdefault(name, value)
         ctx = ServerContext(app=app, config=trioasgi.Config(**settings))
         self.connection = HTTPConnection(
             server_stream, ctx, client=("127.0.0.1", 50000), server=("127.0.0.1", 8000)

@@ -12,6 +12,9 @@ import trio
 from tests import apps
 from tests.conftest import read_until_closed, running_server
 
+# Every test here runs once with h11 and once with httptools.
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 
 async def test_scope_is_complete() -> None:
     async with (

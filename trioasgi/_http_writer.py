@@ -2,9 +2,10 @@
 
 :class:`ResponseWriter` turns h11 ``InformationalResponse``/``Response``/
 ``Data``/``EndOfMessage`` events into bytes exactly as ``h11.Connection.send``
-would for a server, for either parser (h11 or httptools): the same validation (status range, token header names,
-no CR, LF or NUL and no surrounding whitespace in values, one Content-Length,
-only ``chunked`` as a transfer coding), the same framing choice (Content-Length,
+would for a server, whichever parser (h11 or httptools) read the request:
+the same validation (status range, token header names, no CR, LF or NUL and
+no surrounding whitespace in values, one Content-Length, only ``chunked`` as
+a transfer coding), the same framing choice (Content-Length,
 chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0 ones, no body for
 HEAD, 204 and 304) and the same ``Connection: close`` rewriting. Errors are
 ``h11.LocalProtocolError``, so the connection code handles both parsers alike.

@@ -158,9 +158,7 @@ class HttptoolsConnection:
             if isinstance(cause, _Refused):
                 self._events.append(h11.RemoteProtocolError(str(cause), cause.status))
             elif isinstance(cause, h11.LocalProtocolError):
-                self._events.append(
-                    h11.RemoteProtocolError(str(cause), cause.error_status_hint)
-                )
+                self._events.append(h11.RemoteProtocolError(str(cause), cause.error_status_hint))
             else:
                 self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", 400))
         except httptools.HttpParserError as exc:

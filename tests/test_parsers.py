@@ -1,0 +1,234 @@
+"""Both HTTP/1.1 parsers (h11, httptools) refuse the same requests and frame responses alike.
+
+Over memory streams with a mock clock: each test runs once per parser (the
+``http_parser`` fixture); the ``--http`` setting itself is tested at the end.
+"""
+
+from __future__ import annotations
+
+import h11
+import pytest
+import trio
+
+from tests import apps
+from tests.conftest import MemoryConnection
+from trioasgi._http_writer import ResponseWriter
+
+_HOST = b"Host: x\r\n"
+_FOLLOW_UP = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _get(headers: bytes = _HOST, line: bytes = b"GET / HTTP/1.1") -> bytes:
+    return line + b"\r\n" + headers + b"\r\n"
+
+
+def _post(headers: bytes, body: bytes = b"") -> bytes:
+    return b"POST / HTTP/1.1\r\n" + _HOST + headers + b"\r\n" + body
+
+
+MALFORMED = [
+    ("garbage", b"GARBAGE\r\n\r\n", 400),
+    ("http-9.9", _get(line=b"GET / HTTP/9.9"), 505),
+    ("method-not-token", _get(line=b"G(T / HTTP/1.1"), 400),
+    ("space-in-target", _get(line=b"GET /a b HTTP/1.1"), 400),
+    ("nul-in-target", _get(line=b"GET /a\x00b HTTP/1.1"), 400),
+    ("bad-header-line", _get(_HOST + b"Bad Header\r\n"), 400),
+    ("space-before-colon", _get(_HOST + b"X : a\r\n"), 400),
+    ("non-token-name", _get(_HOST + b"X(y): a\r\n"), 400),
+    ("nul-in-value", _get(_HOST + b"X: a\x00b\r\n"), 400),
+    ("cr-in-value", _get(_HOST + b"X: a\rb\r\n"), 400),
+    ("no-host", _get(b""), 400),
+    ("two-hosts", _get(_HOST + b"Host: y\r\n"), 400),
+    ("header-200kb", _get(_HOST + b"X-Big: " + b"a" * 200_000 + b"\r\n"), 431),
+    ("20000-headers", _get(_HOST + b"".join(b"X-%d: v\r\n" % i for i in range(20_000))), 431),
+    ("conflicting-cl", _post(b"Content-Length: 5\r\nContent-Length: 6\r\n", b"hello!"), 400),
+    ("conflicting-cl-list", _post(b"Content-Length: 5, 6\r\n", b"hello!"), 400),
+    ("negative-cl", _post(b"Content-Length: -1\r\n"), 400),
+    ("te-gzip", _post(b"Transfer-Encoding: gzip\r\n"), 501),
+    ("bad-chunk-size", _post(b"Transfer-Encoding: chunked\r\n", b"zz\r\nhello\r\n0\r\n\r\n"), 400),
+]
+
+pytestmark = pytest.mark.usefixtures("http_parser")
+
+
+class RecordingApp:
+    """Reads the whole body and answers 200; remembers the paths it was called for."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.paths.append(scope["path"])
+        await apps.echo(scope, receive, send)
+
+
+async def _exchange(app, data: bytes, **settings) -> bytes:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery, **settings)
+        await conn.send(data)
+        with trio.fail_after(60):
+            response = await conn.read_all()
+            await conn.finished.wait()
+    return response
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"), [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+async def test_malformed_request_is_refused_and_nothing_after_it_is_parsed(
+    request_bytes: bytes, status: int, autojump_clock
+) -> None:
+    app = RecordingApp()
+    data = await _exchange(app, request_bytes + _FOLLOW_UP)
+    assert data.startswith(b"HTTP/1.1 %d " % status), data[:80]
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nconnection: close\r\n" in data.lower()
+    assert "/smuggled" not in app.paths
+
+
+async def test_head_split_across_reads_still_hits_the_size_limit(autojump_clock) -> None:
+    app = RecordingApp()
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(40):
+            if conn.finished.is_set():
+                break
+            await conn.send(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+            await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(60):
+            data = await conn.read_all()
+    assert data.startswith(b"HTTP/1.1 431 ")
+    assert app.paths == []
+
+
+async def test_pipelined_requests_are_answered_in_order(autojump_clock) -> None:
+    app = RecordingApp()
+    requests = b"".join(
+        b"POST /%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n%d" % (i, i) for i in range(5)
+    )
+    data = await _exchange(app, requests + _get(_HOST + b"Connection: close\r\n"))
+    assert app.paths == ["/0", "/1", "/2", "/3", "/4", "/"]
+    assert data.count(b"HTTP/1.1 200 ") == 6
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"0", b"1", b"2", b"3", b"4", b""]
+
+
+async def test_chunked_request_body_is_decoded(autojump_clock) -> None:
+    app = RecordingApp()
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    data = await _exchange(app, _post(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", body))
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"\r\n\r\nhello world")
+
+
+async def test_http_1_0_response_without_length_is_close_delimited(autojump_clock) -> None:
+    async def app(scope, receive, send):
+        await apps.start(send, 200)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"s"})
+
+    data = await _exchange(app, b"GET / HTTP/1.0\r\n\r\n")
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert body == b"parts"
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+
+
+async def test_http_1_1_response_without_length_is_chunked(autojump_clock) -> None:
+    async def app(scope, receive, send):
+        await apps.start(send, 200)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"s"})
+
+    data = await _exchange(app, _get(_HOST + b"Connection: close\r\n"))
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"4\r\npart\r\n1\r\ns\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-bad", b"a\r\nset-cookie: evil")],
+        [(b"x-bad", b"a\nb")],
+        [(b"x-bad", b"a\x00b")],
+        [(b"bad name", b"v")],
+        [(b"x:y", b"v")],
+        [(b"content-length", b"5"), (b"content-length", b"6")],
+        [(b"transfer-encoding", b"gzip")],
+    ],
+    ids=["crlf", "lf", "nul", "space-in-name", "colon-in-name", "two-lengths", "te-gzip"],
+)
+async def test_invalid_response_headers_give_500_not_a_split_response(
+    headers, autojump_clock, caplog
+) -> None:
+    async def app(scope, receive, send):
+        await apps.start(send, 200, headers)
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    data = await _exchange(app, _get())
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"evil" not in data
+    assert "Exception in ASGI application" in caplog.text
+
+
+async def test_body_longer_than_content_length_is_an_app_error(autojump_clock, caplog) -> None:
+    async def app(scope, receive, send):
+        await apps.start(send, 200, [(b"content-length", b"2")])
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    data = await _exchange(app, _get())
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert "Exception in ASGI application" in caplog.text
+
+
+async def test_upgrade_request_without_a_websocket_is_plain_http(autojump_clock) -> None:
+    app = RecordingApp()
+    upgrade = _get(_HOST + b"Upgrade: h2c\r\nConnection: Upgrade\r\n")
+    data = await _exchange(app, upgrade + _get(_HOST + b"Connection: close\r\n"))
+    assert data.startswith(b"HTTP/1.1 200 ")
+    # h11 closes after a refused protocol switch; httptools may carry on.
+    assert app.paths[0] == "/"
+
+
+# -- the writer on its own (sans-I/O) -------------------------------------
+
+
+def _writer_for(request: bytes) -> ResponseWriter:
+    parser = h11.Connection(h11.SERVER)
+    parser.receive_data(request)
+    writer = ResponseWriter()
+    writer.begin(parser.next_event())
+    return writer
+
+
+def test_writer_matches_h11_for_a_content_length_response() -> None:
+    request = _get()
+    reference = h11.Connection(h11.SERVER)
+    reference.receive_data(request)
+    reference.next_event()
+    headers = [(b"Content-Type", b"text/plain"), (b"content-length", b"5")]
+    expected = reference.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+    expected += reference.send(h11.Data(data=b"hello")) + reference.send(h11.EndOfMessage())
+
+    writer = _writer_for(request)
+    ours = writer.send_response(200, headers, b"OK")
+    ours += writer.send(h11.Data(data=b"hello")) + writer.send(h11.EndOfMessage())
+    assert ours == expected
+    assert writer.our_state is h11.DONE
+
+
+def test_writer_head_response_keeps_length_but_sends_no_body() -> None:
+    writer = _writer_for(_get(line=b"HEAD / HTTP/1.1"))
+    head = writer.send_response(200, [(b"content-length", b"5")], b"OK")
+    assert b"content-length: 5\r\n" in head
+    assert writer.send(h11.Data(data=b"")) == b""
+    assert writer.send(h11.EndOfMessage()) == b""
+
+
+def test_writer_refuses_sending_out_of_order() -> None:
+    writer = _writer_for(_get())
+    with pytest.raises(h11.LocalProtocolError):
+        writer.send(h11.Data(data=b"x"))
+    assert writer.our_state is h11.ERROR
