@@ -1,0 +1,159 @@
+"""Regression guard for the keep-alive hello-world path: work counted, never timed.
+
+Per keep-alive request, the connection task may take at most
+``MAX_TASK_STEPS`` scheduler steps (one to wake with the request, one at the
+checkpoint of the single ``send_all``), spawn no task, write once and read
+once. A change that adds a task switch, a per-request task or timer task, or
+splits a response into several writes fails here on any machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trioasgi
+from tests.conftest import running_server
+from trioasgi._context import ServerContext
+from trioasgi._http11 import HTTPConnection
+
+#: Measured after the hot-path work (see docs/performance-notes.md).
+MAX_TASK_STEPS = 2
+REQUESTS = 50
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: guard\r\nAccept: */*\r\n\r\n"
+
+pytestmark = pytest.mark.usefixtures("http_parser")
+
+
+async def hello(scope, receive, send) -> None:
+    body = b"Hello, world!\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts the scheduler steps of the tasks ``watch`` accepts, and all spawns."""
+
+    def __init__(self, watch) -> None:
+        self.watch = watch
+        self.steps = 0
+        self.spawns = 0
+        self.active = False
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.active and self.watch(task):
+            self.steps += 1
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if self.active:
+            self.spawns += 1
+
+
+class ChannelStream(trio.abc.Stream):
+    """One end of an in-memory byte stream that behaves like a socket, and counts its calls.
+
+    Like ``trio.SocketStream``: ``receive_some`` takes one scheduler step
+    (the wake-up, or a checkpoint if data is already there), ``send_all``
+    one checkpoint. (``trio.testing.memory_stream_pair`` adds checkpoints
+    of its own, which would hide the server's.)
+    """
+
+    def __init__(self, outgoing: trio.MemorySendChannel, incoming: trio.MemoryReceiveChannel):
+        self.outgoing = outgoing
+        self.incoming = incoming
+        self.sends = 0
+        self.receives = 0
+
+    async def send_all(self, data) -> None:
+        self.sends += 1
+        self.outgoing.send_nowait(bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes=None) -> bytes:
+        self.receives += 1
+        try:
+            return await self.incoming.receive()
+        except trio.EndOfChannel:
+            return b""
+
+    async def send_eof(self) -> None:
+        await self.outgoing.aclose()
+
+    async def aclose(self) -> None:
+        await self.outgoing.aclose()
+        await self.incoming.aclose()
+
+
+def channel_stream_pair() -> tuple[ChannelStream, ChannelStream]:
+    to_server, from_client = trio.open_memory_channel[bytes](float("inf"))
+    to_client, from_server = trio.open_memory_channel[bytes](float("inf"))
+    return ChannelStream(to_server, from_server), ChannelStream(to_client, from_client)
+
+
+async def _one_request(client: trio.abc.Stream) -> None:
+    await client.send_all(REQUEST)
+    response = b""
+    while not response.endswith(b"Hello, world!\n"):
+        chunk = await client.receive_some(65536)
+        assert chunk, response
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert response.count(b"HTTP/1.1 ") == 1
+
+
+async def test_keep_alive_request_over_memory_streams(http_parser: str) -> None:
+    client, stream = channel_stream_pair()
+    config = trioasgi.Config(http=http_parser, access_log=False)
+    connection = HTTPConnection(
+        stream, ServerContext(app=hello, config=config), client=None, server=None
+    )
+    counter = StepCounter(lambda task: task.name.endswith("HTTPConnection.run"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection.run)
+        await _one_request(client)  # warm-up: the first request is not typical
+        await trio.testing.wait_all_tasks_blocked()  # the server waits for the next one
+        sends, receives = stream.sends, stream.receives
+        trio.lowlevel.add_instrument(counter)
+        counter.active = True
+        for _ in range(REQUESTS):
+            await _one_request(client)
+        await trio.testing.wait_all_tasks_blocked()
+        counter.active = False
+        trio.lowlevel.remove_instrument(counter)
+        nursery.cancel_scope.cancel()
+    assert counter.steps <= MAX_TASK_STEPS * REQUESTS
+    assert counter.spawns == 0
+    assert stream.sends - sends == REQUESTS
+    assert stream.receives - receives == REQUESTS
+
+
+async def test_keep_alive_request_over_a_loopback_socket() -> None:
+    counter = StepCounter(lambda task: task.name.endswith("_handle_connection"))
+    async with running_server(hello, access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.add_instrument(counter)
+            counter.active = True
+            for _ in range(REQUESTS):
+                await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            counter.active = False
+            trio.lowlevel.remove_instrument(counter)
+    assert counter.steps <= MAX_TASK_STEPS * REQUESTS
+    assert counter.spawns == 0
