@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
 from tests import apps
-from tests.conftest import MemoryConnection
+from tests.conftest import DEFAULT_SETTINGS, MemoryConnection
+
+# Every test runs once with h11 and once with httptools.
+pytestmark = pytest.mark.usefixtures("http_parser")
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -103,7 +107,10 @@ async def test_send_returns_only_when_the_client_reads() -> None:
     from trioasgi._http11 import HTTPConnection
 
     connection = HTTPConnection(
-        server_stream, ServerContext(app=app, config=Config()), client=None, server=None
+        server_stream,
+        ServerContext(app=app, config=Config(**DEFAULT_SETTINGS)),
+        client=None,
+        server=None,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(connection.run)

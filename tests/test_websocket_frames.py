@@ -23,10 +23,13 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 import trioasgi
-from tests.conftest import read_until_closed
+from tests.conftest import DEFAULT_SETTINGS, read_until_closed
 from tests.ws_apps import Recorder, echo_app
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
+
+# The upgrade is parsed by h11 or httptools: every test runs under each.
+pytestmark = pytest.mark.usefixtures("http_parser")
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -65,7 +68,7 @@ class WSMemoryPeer:
         **settings: Any,
     ) -> None:
         self.client, server_stream = pair()
-        ctx = ServerContext(app=app, config=trioasgi.Config(**settings))
+        ctx = ServerContext(app=app, config=trioasgi.Config(**{**DEFAULT_SETTINGS, **settings}))
         self.connection = HTTPConnection(
             server_stream, ctx, client=("127.0.0.1", 50000), server=("127.0.0.1", 8000)
         )

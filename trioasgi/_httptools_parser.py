@@ -146,13 +146,27 @@ class HttptoolsConnection:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            # An Upgrade request: llhttp stops after its head. It is served as
-            # a plain request (we never switch protocols here); what follows
-            # the head is parsed by a fresh parser as the next message.
+            # An Upgrade request: llhttp stops after its head and leaves the
+            # rest unparsed, as h11 does: ``trailing_data`` for a WebSocket
+            # session, or the next request's bytes for a fresh parser if
+            # the request is served as plain HTTP.
             self._buffer[:0] = data[upgrade.args[0] :]
             self._parser = httptools.HttpRequestParser(self)
-            if self._events and type(self._events[-1]) is h11.Request:
-                self._events.append(h11.EndOfMessage())
+            events = self._events
+            ended = bool(events) and type(events[-1]) is h11.EndOfMessage
+            if ended:  # llhttp reports the end of the head as the end of the message
+                events.pop()
+            if events and type(events[-1]) is h11.Request:
+                if _declares_body(events[-1]):
+                    # llhttp would hand the body over as the new protocol's
+                    # bytes, h11 would read it as a body: refuse either way.
+                    events.append(
+                        h11.RemoteProtocolError("an upgrade request cannot have a body", 400)
+                    )
+                else:
+                    events.append(h11.EndOfMessage())
+            elif ended:
+                events.append(h11.EndOfMessage())
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Refused):
@@ -209,3 +223,10 @@ class HttptoolsConnection:
 
     def on_message_complete(self) -> None:
         self._events.append(h11.EndOfMessage())
+
+
+def _declares_body(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
