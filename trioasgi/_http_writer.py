@@ -36,7 +36,8 @@ _valid_reasons: set[bytes] = set()
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def _lower_validated_name(name: bytes, value: bytes) -> bytes:
+def validated_lower_name(name: bytes, value: bytes) -> bytes:
+    """The lower-cased name of a valid header (h11's rules); LocalProtocolError if invalid."""
     key = (name, value)
     lowered = _validated.get(key)
     if lowered is not None:
@@ -150,7 +151,7 @@ class ResponseWriter:
             return _CONTINUE
         headers = list(event.headers.raw_items())
         for name, value in headers:
-            _lower_validated_name(name, value)
+            validated_lower_name(name, value)
         return _head(event.status_code, event.reason, headers)
 
     def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
@@ -162,7 +163,7 @@ class ResponseWriter:
         chunked = False
         close = not self.keep_alive
         for name, value in headers:
-            lowered = _lower_validated_name(name, value)
+            lowered = validated_lower_name(name, value)
             if lowered == b"content-length":
                 for part in value.split(b","):
                     part = part.strip()

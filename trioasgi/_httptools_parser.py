@@ -26,11 +26,13 @@ from typing import Any
 import h11
 import httptools
 
-from ._http_writer import ResponseWriter
+from ._http_writer import ResponseWriter, validated_lower_name
 
 #: The most header fields llhttp may hand us before we refuse with 431;
 #: ``_strict`` enforces the configured (smaller) limit on the whole head.
 DEFAULT_MAX_FIELDS = 100
+
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
 class _Refused(Exception):
@@ -196,7 +198,9 @@ class HttptoolsConnection:
         if len(headers) >= self._max_fields:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
         self._grow_head(len(name) + len(value) + 4)
-        headers.append((name, value.strip(b" \t")))
+        value = value.strip(b" \t")
+        validated_lower_name(name, value)  # h11's rules, cached for repeated headers
+        headers.append((name, value))
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
@@ -205,15 +209,19 @@ class HttptoolsConnection:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            raise _Refused(f"unsupported HTTP version {version!r}", 505)
-        # h11's own validation of the whole head (raises LocalProtocolError).
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            raise _Refused(f"unsupported HTTP version {parser.get_http_version()!r}", 505)
+        # h11 checks the method, the target, Host, Content-Length and
+        # Transfer-Encoding (raising LocalProtocolError); ``_parsed`` (what
+        # h11's own parser passes) skips only the per-header checks that
+        # on_header already made with the same rules.
         request = h11.Request(
             method=parser.get_method(),
             target=self._url,
             headers=self._headers,
-            http_version=version.encode(),
+            http_version=version,
+            _parsed=True,
         )
         self._in_head = False
         self._events.append(request)
