@@ -194,7 +194,7 @@ class RequestCycle:
             self.status = status
             await self.conn.send_error(status, reason)
             self._log_access()
-            self._response_complete.set()
+            self._set_response_complete()
         self._mark_disconnected()
 
     async def _receive_body_bytes(self) -> bool:

@@ -35,6 +35,16 @@ DEFAULT_MAX_FIELDS = 100
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
+def _status_for(error: Exception) -> int:
+    """The status h11 and the strict checks give the request llhttp refused."""
+    reason = str(error)
+    if "HTTP version" in reason or "PRI" in reason:  # HTTP/9.9, or the HTTP/2 preface
+        return 505
+    if "`Transfer-Encoding`" in reason:  # a coding other than a final "chunked"
+        return 501
+    return 400
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop llhttp at the first byte we refuse."""
 
@@ -178,8 +188,7 @@ class HttptoolsConnection:
             else:
                 self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", 400))
         except httptools.HttpParserError as exc:
-            status = 505 if "version" in str(exc).lower() else 400
-            self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", status))
+            self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", _status_for(exc)))
 
     # -- llhttp callbacks -----------------------------------------------------
 
@@ -211,6 +220,8 @@ class HttptoolsConnection:
         parser = self._parser
         version = _VERSIONS.get(parser.get_http_version())
         if version is None:
+            if parser.get_http_version() == "0.9":  # "GET /": no version at all
+                raise _Refused("invalid request line", 400)
             raise _Refused(f"unsupported HTTP version {parser.get_http_version()!r}", 505)
         # h11 checks the method, the target, Host, Content-Length and
         # Transfer-Encoding (raising LocalProtocolError); ``_parsed`` (what
