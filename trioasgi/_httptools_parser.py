@@ -28,8 +28,8 @@ import httptools
 
 from ._http_writer import ResponseWriter, validated_lower_name
 
-#: The most header fields llhttp may hand us before we refuse with 431;
-#: ``_strict`` enforces the configured (smaller) limit on the whole head.
+#: The most header fields llhttp may hand us before we refuse with 431
+#: (the server passes its ``limit_request_fields``).
 DEFAULT_MAX_FIELDS = 100
 
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}

@@ -90,11 +90,10 @@ def resolve_parser(choice: str) -> str:
 def new_parser(config: Config, parser: str) -> Any:
     """A fresh server-side connection state for the resolved ``parser`` name."""
     if parser == "httptools":
-        from ._httptools_parser import DEFAULT_MAX_FIELDS, HttptoolsConnection
+        from ._httptools_parser import HttptoolsConnection
 
         return HttptoolsConnection(
             max_incomplete_event_size=config.h11_max_incomplete_event_size,
-            # The request field limit, where the server has one as a setting.
-            max_fields=getattr(config, "limit_request_fields", DEFAULT_MAX_FIELDS),
+            max_fields=config.limit_request_fields,
         )
     return H11Connection(config.h11_max_incomplete_event_size)
