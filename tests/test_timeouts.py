@@ -10,6 +10,7 @@ import trio
 from tests import apps
 from tests.conftest import MemoryConnection
 from trioasgi import Config
+from trioasgi._http11 import FIRST_REQUEST_GRACE
 from trioasgi._lifespan import Lifespan, LifespanFailure
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -97,9 +98,34 @@ async def test_header_timeout_of_a_second_request_starts_at_its_first_byte(autoj
     assert elapsed == pytest.approx(2)
 
 
-async def test_shutdown_closes_a_silent_new_connection_at_once(autojump_clock) -> None:
+async def test_shutdown_gives_a_silent_new_connection_a_short_grace(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_request_header=60)
+        await trio.testing.wait_all_tasks_blocked()
+        conn.connection.begin_shutdown()
+        data, elapsed = await _serve_and_read(conn)
+    assert data == b""  # closed quietly: no 408 for a client that never asked
+    assert elapsed == FIRST_REQUEST_GRACE
+
+
+async def test_shutdown_still_answers_a_new_connections_first_request(autojump_clock) -> None:
+    """Accepted just before the shutdown, its request arriving just after: it is answered."""
     async with trio.open_nursery() as nursery:
         conn = MemoryConnection(apps.hello, nursery)
+        await trio.testing.wait_all_tasks_blocked()
+        conn.connection.begin_shutdown()
+        await trio.sleep(FIRST_REQUEST_GRACE / 2)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, _ = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in data
+
+
+async def test_shutdown_closes_an_idle_keep_alive_connection_at_once(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(apps.hello, nursery, timeout_keep_alive=60)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await conn.read_response()).endswith(b"hello")
         await trio.testing.wait_all_tasks_blocked()
         conn.connection.begin_shutdown()
         data, elapsed = await _serve_and_read(conn)

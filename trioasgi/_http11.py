@@ -42,6 +42,10 @@ RECEIVE_SIZE = 64 * 1024
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
 
+#: At shutdown, how long a connection that has not sent its first request
+#: yet may still take to send it (see ``_end_idle_wait``).
+FIRST_REQUEST_GRACE = 1.0
+
 #: The most of an unread request body we read and drop to keep the connection.
 DISCARD_LIMIT = 64 * 1024
 
@@ -122,7 +126,7 @@ class HTTPConnection:
         """Stop after the current response; close at once if we are between requests."""
         self.shutting_down = True
         if self._idle_scope is not None:
-            self._idle_scope.cancel()
+            self._end_idle_wait(self._idle_scope)
         if self._websocket is not None:
             self._websocket.begin_shutdown()
 
@@ -266,6 +270,18 @@ class HTTPConnection:
         limit = self.ctx.config.limit_concurrency
         return limit is not None and self.ctx.open_connections > limit
 
+    def _end_idle_wait(self, scope: trio.CancelScope) -> None:
+        """Shutdown: stop waiting for a request, at once if the connection has served one.
+
+        A connection that has not served a request yet was accepted moments
+        ago and its client has almost certainly sent a request already, or is
+        about to: closing on it would reset it. It gets a short grace instead.
+        """
+        if self._fresh:
+            scope.deadline = min(scope.deadline, trio.current_time() + FIRST_REQUEST_GRACE)
+        else:
+            scope.cancel()
+
     async def _wait_for_request_head(
         self, keep_alive: float, header_timeout: float
     ) -> h11.Request | h11.ConnectionClosed | None:
@@ -280,7 +296,7 @@ class HTTPConnection:
         with trio.CancelScope(deadline=trio.current_time() + wait) as scope:
             self._idle_scope = scope
             if self.shutting_down:
-                scope.cancel()
+                self._end_idle_wait(scope)
             try:
                 got_data = await self.receive_into_h11()
                 self._idle_scope = None

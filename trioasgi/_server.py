@@ -38,8 +38,6 @@ from ._tls import load_tls, tls_extension
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_SECONDS = 0.1
-#: How long a connection accepted during the shutdown may take to send its request.
-_LATE_REQUEST_GRACE_SECONDS = 1.0
 
 
 class Server:
@@ -223,11 +221,6 @@ class Server:
         self.ctx.open_connections += 1
         try:
             if self._shutdown_requested.is_set():
-                # Accepted just as the shutdown began: the client has most likely
-                # sent its request already. Answer that one (with Connection:
-                # close) rather than close the socket on it, which resets it.
-                with trio.move_on_after(_LATE_REQUEST_GRACE_SECONDS):
-                    await connection.receive_into_h11()
                 connection.begin_shutdown()
             await connection.run()
         finally:
