@@ -10,6 +10,7 @@ from ._config import Config
 from ._date import http_date
 from ._parsers import resolve_parser
 from ._proxy import TrustedProxies
+from ._strict import RequestLimits
 
 SERVER_HEADER = b"trio-asgi"
 
@@ -26,6 +27,8 @@ class ServerContext:
     trusted_proxies: TrustedProxies | None = field(init=False)
     #: The HTTP/1.1 parser every connection uses: "h11" or "httptools".
     parser: str = field(init=False)
+    #: The request limits every connection checks, built once.
+    request_limits: RequestLimits = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -41,6 +44,11 @@ class ServerContext:
         self._server_header = self.config.server_header and b"server" not in extra_names
         self._date_header = self.config.date_header and b"date" not in extra_names
         self.parser = resolve_parser(config.http)
+        self.request_limits = RequestLimits(
+            max_head_size=config.h11_max_incomplete_event_size,
+            max_fields=config.limit_request_fields,
+            max_body=config.limit_request_body,
+        )
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None

@@ -25,7 +25,7 @@ import trio
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._parsers import new_parser
-from ._strict import Rejection, RequestLimits, check_request
+from ._strict import Rejection, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
 
@@ -53,6 +53,27 @@ DISCARD_LIMIT = 64 * 1024
 class HTTPConnection:
     """Serves the requests of one client connection, one after the other."""
 
+    # Slots: an idle keep-alive connection is mostly this object, its task
+    # and its parser, and a server may hold many thousands of them.
+    __slots__ = (
+        "_fresh",
+        "_idle_scope",
+        "_linger",
+        "_read_done",
+        "_reading",
+        "_websocket",
+        "_websocket_enabled",
+        "client",
+        "ctx",
+        "h11",
+        "proxy_trusted",
+        "scheme",
+        "server",
+        "shutting_down",
+        "stream",
+        "tls",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -77,12 +98,6 @@ class HTTPConnection:
         self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
         # h11.Connection, or the httptools parser behind the same interface.
         self.h11 = new_parser(ctx.config, ctx.parser)
-        config = ctx.config
-        self._limits = RequestLimits(
-            max_head_size=config.h11_max_incomplete_event_size,
-            max_fields=config.limit_request_fields,
-            max_body=config.limit_request_body,
-        )
         self.shutting_down = False
         # No request has been served on this connection yet.
         self._fresh = True
@@ -111,16 +126,23 @@ class HTTPConnection:
                 head = await self._read_request()
                 if head is None:
                     break
-                request, headers = head
-                if self._websocket_enabled and is_websocket_upgrade(request):
-                    await self._run_websocket(request)
-                    break
-                cycle = RequestCycle(self, request, headers)
-                await cycle.run()
-                if not await self._start_next_cycle(cycle):
+                keep_going = await self._respond(*head)
+                # Nothing of the last request may stay reachable while the
+                # connection waits, perhaps for long, for the next one.
+                head = None
+                if not keep_going:
                     break
         finally:
             await self._close()
+
+    async def _respond(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Serve one request; whether the connection can carry another."""
+        if self._websocket_enabled and is_websocket_upgrade(request):
+            await self._run_websocket(request)
+            return False
+        cycle = RequestCycle(self, request, headers)
+        await cycle.run()
+        return await self._start_next_cycle(cycle)
 
     def begin_shutdown(self) -> None:
         """Stop after the current response; close at once if we are between requests."""
@@ -255,7 +277,7 @@ class HTTPConnection:
             # One copy of h11's headers serves the checks and the scope.
             headers = list(event.headers)
             rejection = check_request(
-                event.method, event.target, event.http_version, headers, self._limits
+                event.method, event.target, event.http_version, headers, self.ctx.request_limits
             )
             if rejection is None and self._over_capacity():
                 rejection = Rejection(503, "too many connections")
