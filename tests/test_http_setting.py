@@ -8,8 +8,8 @@ import pytest
 
 import trioasgi
 from tests import apps
-from trioasgi._cli import build_parser, config_from_args
 from trioasgi._context import ServerContext
+from trioasgi._flags import build_parser, config_from_args
 from trioasgi._parsers import httptools_available
 
 

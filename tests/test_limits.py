@@ -9,7 +9,8 @@ import trio.testing
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
 from trioasgi import Config
-from trioasgi._cli import build_parser, config_from_args, main
+from trioasgi._cli import main
+from trioasgi._flags import build_parser, config_from_args
 
 
 class BodyApp:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trioasgi import Config, ConfigError
-from trioasgi._cli import explicit_flags, main
+from trioasgi._cli import main
+from trioasgi._flags import explicit_flags
 from trioasgi._settings import load_env_file, read_config_file, read_environment, resolve
 
 

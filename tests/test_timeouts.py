@@ -208,7 +208,7 @@ async def test_slow_but_steady_request_body_is_not_cut(autojump_clock) -> None:
 
 
 def test_timeout_flags_map_to_config() -> None:
-    from trioasgi._cli import build_parser, config_from_args
+    from trioasgi._flags import build_parser, config_from_args
 
     parser = build_parser()
     config = config_from_args(
