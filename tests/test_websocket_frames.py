@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -415,3 +416,35 @@ async def test_peer_that_stops_reading_is_cut_off(nursery, autojump_clock) -> No
     await peer.finished.wait()
     assert 30 <= trio.current_time() <= 32
     assert isinstance(outcome[0], trioasgi.ClientDisconnected)
+
+
+async def test_a_compression_bomb_is_refused_before_it_is_inflated(nursery, autojump_clock) -> None:
+    """32 MiB of zeros compress to ~32 KiB; inflating stops at the 1 MiB limit, with 1009."""
+    recorder = Recorder()
+    client, server_stream = trio.testing.memory_stream_pair()
+    ctx = ServerContext(
+        app=echo_app(recorder),
+        config=trioasgi.Config(**{**DEFAULT_SETTINGS, "ws_max_size": 1024 * 1024}),
+    )
+    nursery.start_soon(HTTPConnection(server_stream, ctx, client=None, server=None).run)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await client.send_all(ws.send(Request(host="x", target="/", extensions=[PerMessageDeflate()])))
+    closed = None
+    tracemalloc.start()
+    try:
+        while closed is None:
+            ws.receive_data(await client.receive_some(65536))
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    bomb = ws.send(BytesMessage(data=bytes(32 * 1024 * 1024)))
+                    assert len(bomb) < 64 * 1024
+                    tracemalloc.reset_peak()
+                    await client.send_all(bomb)
+                elif isinstance(event, CloseConnection):
+                    closed = event
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert closed.code == 1009
+    assert peak < 8 * 1024 * 1024  # not the 32 MiB the bomb would inflate to
+    assert not [m for m in recorder.received if m["type"] == "websocket.receive"]

@@ -205,7 +205,10 @@ class WebSocketSession:
     async def _accept(self, message: dict[str, Any]) -> None:
         headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
         data = self.handshake.accept(
-            message.get("subprotocol"), headers, deflate=self.config.ws_per_message_deflate
+            message.get("subprotocol"),
+            headers,
+            deflate=self.config.ws_per_message_deflate,
+            max_size=self.config.ws_max_size,
         )
         self._state = _State.CONNECTED
         self._accepted = True

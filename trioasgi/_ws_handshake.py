@@ -9,6 +9,7 @@ It also builds the ASGI ``websocket`` scope. Nothing here touches a socket.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ._http_cycle import ASGI_VERSION, build_scope
@@ -89,10 +91,15 @@ class ServerHandshake:
         return None
 
     def accept(
-        self, subprotocol: str | None, headers: list[tuple[bytes, bytes]], *, deflate: bool
+        self,
+        subprotocol: str | None,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        deflate: bool,
+        max_size: int,
     ) -> bytes:
         """The ``101`` response; ``ValueError`` for a subprotocol the client did not offer."""
-        extensions = [PerMessageDeflate()] if deflate else []
+        extensions = [BoundedDeflate(max_size)] if deflate else []
         present = {name.lower() for name, _ in headers}
         headers = headers + [h for h in self.ctx.default_headers() if h[0] not in present]
         try:
@@ -140,3 +147,43 @@ def _raw_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) 
     lines += [name + b": " + value for name, value in headers]
     lines.append(b"connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate (RFC 7692) that will not inflate a message past ``max_size``.
+
+    wsproto inflates each frame's payload in full before anyone can count it,
+    so a few kilobytes of compressed zeros could become tens of megabytes in
+    memory before the message size limit is checked. Here zlib is asked for
+    at most one byte more than the message may still grow, and a message
+    that wants more ends the connection with 1009 (message too big).
+    It overrides wsproto's inbound path using that class's own state.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self._max_size = max_size
+        self._inflated = 0
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return super().frame_inbound_payload_data(proto, data)
+        assert self._decompressor is not None
+        room = self._max_size - self._inflated
+        try:
+            inflated = self._decompressor.decompress(bytes(data), room + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(inflated)
+        if self._inflated > self._max_size or self._decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
