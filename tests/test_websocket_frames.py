@@ -58,6 +58,40 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True) -
     return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+async def test_queued_messages_are_bounded_in_bytes_too(nursery, autojump_clock) -> None:
+    """Large messages: one waits for the app, one is being read, and then the socket waits."""
+    release = trio.Event()
+    sizes: list[int] = []
+    message = 600 * 1024
+
+    async def slow_app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while len(sizes) < 5:
+            sizes.append(len((await receive())["bytes"]))
+
+    peer = WSMemoryPeer(slow_app, nursery, pair=trio.testing.lockstep_stream_pair)
+    await peer.handshake()
+    sent = 0
+
+    async def sender() -> None:
+        nonlocal sent
+        for _ in range(5):
+            await peer.send(frame(BINARY, bytes(message)))
+            sent += 1
+
+    nursery.start_soon(sender)
+    await trio.testing.wait_all_tasks_blocked()
+    # A 4-message queue alone would have let all five in.
+    assert sent <= 2
+    release.set()
+    with trio.fail_after(10):
+        while len(sizes) < 5:
+            await trio.sleep(0.1)
+    assert sizes == [message] * 5
+
+
 class WSMemoryPeer:
     """A raw WebSocket client on one end of an in-memory stream pair, the server on the other."""
 

@@ -55,6 +55,8 @@ RECEIVE_SIZE = 64 * 1024
 
 #: Whole messages waiting for the app's ``receive()``; past this the reader stops.
 MESSAGE_QUEUE_SIZE = 4
+#: ... and their size: past this, only one message (of any allowed size) may wait.
+MESSAGE_QUEUE_BYTES = 1024 * 1024
 
 #: How long we wait for the peer's close frame after sending ours, and how
 #: much we read (and drop) meanwhile.
@@ -96,6 +98,10 @@ class WebSocketSession:
         self._protocol_error = False
         self._send_lock = trio.StrictFIFOLock()
         self._to_app, self._from_peer = trio.open_memory_channel[dict[str, Any]](MESSAGE_QUEUE_SIZE)
+        # Payload bytes waiting in that queue, and the event the reader waits
+        # on when they are too many: set when the app takes a message.
+        self._queued_bytes = 0
+        self._message_taken: trio.Event | None = None
         self._close_code: int | None = None
         self._close_reason = ""
         self._nursery: trio.Nursery | None = None
@@ -163,13 +169,17 @@ class WebSocketSession:
         if self._state is _State.HANDSHAKE:
             raise RuntimeError("receive() before websocket.accept: accept or close first")
         try:
-            return await self._from_peer.receive()
+            message = await self._from_peer.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return {
                 "type": "websocket.disconnect",
                 "code": self._close_code if self._close_code is not None else ABNORMAL,
                 "reason": self._close_reason,
             }
+        self._queued_bytes -= _payload_size(message)
+        if self._message_taken is not None:
+            self._message_taken.set()
+        return message
 
     # -- ASGI send ------------------------------------------------------------
 
@@ -265,6 +275,8 @@ class WebSocketSession:
         if self._state is _State.CONNECTED:
             self._state = _State.CLOSED
         self._to_app.close()
+        if self._message_taken is not None:
+            self._message_taken.set()  # a reader waiting for room: there will be none
 
     # -- writing --------------------------------------------------------------
 
@@ -365,8 +377,12 @@ class WebSocketSession:
         return False
 
     async def _pass_to_app(self, message: dict[str, Any]) -> None:
+        size = _payload_size(message)
         try:
+            if self._queued_bytes and self._queued_bytes + size > MESSAGE_QUEUE_BYTES:
+                raise trio.WouldBlock
             self._to_app.send_nowait(message)
+            self._queued_bytes += size
             return
         except trio.WouldBlock:
             pass
@@ -374,10 +390,18 @@ class WebSocketSession:
             return
         self._reader_paused = self._paused_during_ping = True
         try:
+            # Wait for room in bytes, then in messages: the app takes its time.
+            while self._queued_bytes and self._queued_bytes + size > MESSAGE_QUEUE_BYTES:
+                if self._close_code is not None:
+                    return
+                self._message_taken = trio.Event()
+                await self._message_taken.wait()
             await self._to_app.send(message)
+            self._queued_bytes += size
         except trio.ClosedResourceError:
             pass  # the connection ended while the message waited: it is dropped
         finally:
+            self._message_taken = None
             self._reader_paused = False
 
     async def _drain_after_close(self) -> None:
@@ -466,6 +490,11 @@ class WebSocketSession:
 
 def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
+
+
+def _payload_size(message: dict[str, Any]) -> int:
+    """Roughly the bytes a queued ``websocket.receive`` holds (characters for text)."""
+    return len(message.get("bytes") or message.get("text") or "")
 
 
 class _MessageReader:
