@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 
 import httpx
 import trio
+import trustme
 
 from tests.processes import server_process
 
@@ -134,3 +136,27 @@ async def test_workers_share_a_unix_socket_and_the_supervisor_removes_it(tmp_pat
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
     assert not path.exists()
+
+
+async def test_workers_serve_tls(tmp_path) -> None:
+    """Each worker gets the TLS settings: https from every worker, one certificate."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    tls = ["--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")]
+    async with server_process(tmp_path, PID_APP, "--workers", "2", *tls) as server:
+        port = int((await server.wait_for_log(r"Listening on https://127\.0\.0\.1:(\d+)"))[0])
+        workers = {int(p) for p in await server.wait_for_log(r"Started worker \[(\d+)\]", 2)}
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        async with httpx.AsyncClient(verify=context) as client:
+            # Which worker accepts is the kernel's choice: freeze one, then the other.
+            for frozen in workers:
+                os.kill(frozen, signal.SIGSTOP)
+                try:
+                    assert await get_pid(client, f"https://127.0.0.1:{port}/") == (
+                        (workers - {frozen}).pop()
+                    )
+                finally:
+                    os.kill(frozen, signal.SIGCONT)
