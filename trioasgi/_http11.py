@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._parsers import new_parser
@@ -137,7 +138,7 @@ class HTTPConnection:
 
     async def _respond(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
         """Serve one request; whether the connection can carry another."""
-        if self._websocket_enabled and is_websocket_upgrade(request):
+        if self._websocket_enabled and is_websocket_upgrade(headers):
             await self._run_websocket(request)
             return False
         cycle = RequestCycle(self, request, headers)
@@ -274,8 +275,8 @@ class HTTPConnection:
             await self.send_error(exc.error_status_hint, str(exc))
             return None
         if type(event) is h11.Request:
-            # One copy of h11's headers serves the checks and the scope.
-            headers = list(event.headers)
+            # One list of the headers serves the checks and the scope.
+            headers = header_list(event)
             rejection = check_request(
                 event.method, event.target, event.http_version, headers, self.ctx.request_limits
             )

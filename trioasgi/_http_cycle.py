@@ -24,6 +24,7 @@ import h11
 import trio
 
 from ._access_log import format_access_line
+from ._h11_events import header_list
 from ._logging import access_logger, logger
 from ._proxy import forwarded_client_and_scheme
 
@@ -38,6 +39,13 @@ PIPELINE_READ_LIMIT = 64 * 1024
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+# The scope's strings for the usual methods and versions, decoded once.
+_METHODS = {
+    method.encode(): method
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
+_HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 
 
 class ClientDisconnected(OSError):
@@ -259,9 +267,17 @@ class RequestCycle:
 
     def _start_response(self, message: dict[str, Any]) -> None:
         status = message["status"]
-        headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+        headers = []
+        present = set()
+        for name, value in message.get("headers", ()):
+            # bytes() only where needed: most apps send bytes already.
+            if type(name) is not bytes:
+                name = bytes(name)
+            if type(value) is not bytes:
+                value = bytes(value)
+            headers.append((name, value))
+            present.add(name.lower())
         conn = self.conn
-        present = {name.lower() for name, _ in headers}
         for default in conn.ctx.default_headers():
             if default[0] not in present:
                 headers.append(default)
@@ -329,15 +345,17 @@ def build_scope(
     ``headers`` is the request's header list if the caller already made one.
     """
     if headers is None:
-        headers = list(request.headers)
+        headers = header_list(request)
     target = request.target
-    if target.startswith((b"http://", b"https://")):
+    if target[:1] != b"/" and target.startswith((b"http://", b"https://")):
         # absolute-form (RFC 9112, 3.2.2): the path starts after the authority.
         slash = target.find(b"/", target.index(b"//") + 2)
         target = target[slash:] if slash != -1 else b"/"
     raw_path, _, query_string = target.partition(b"?")
     root_path = conn.ctx.config.root_path
-    path = unquote(raw_path.decode("ascii"))
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = unquote(path)
     if root_path:
         path = root_path + path
         raw_path = root_path.encode() + raw_path
@@ -349,11 +367,12 @@ def build_scope(
     scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
-        "http_version": request.http_version.decode("ascii"),
+        "http_version": _HTTP_VERSIONS.get(request.http_version)
+        or request.http_version.decode("ascii"),
         "server": conn.server,
         "client": client,
         "scheme": scheme,
-        "method": request.method.decode("ascii"),
+        "method": _METHODS.get(request.method) or request.method.decode("ascii"),
         "root_path": root_path,
         "path": path,
         "raw_path": raw_path,

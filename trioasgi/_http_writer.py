@@ -85,7 +85,7 @@ class ResponseWriter:
         self.client_http_11 = http_11 = request.http_version == b"1.1"
         keep_alive = http_11
         expects_continue = False
-        for name, value in request.headers:
+        for _, name, value in request.headers._full_items:  # see _h11_events
             if name == b"connection":
                 if b"close" in {token.strip() for token in value.lower().split(b",")}:
                     keep_alive = False

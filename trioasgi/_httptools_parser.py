@@ -25,6 +25,7 @@ from typing import Any
 import h11
 import httptools
 
+from ._h11_events import validated_request
 from ._http_writer import ResponseWriter, validated_lower_name
 
 #: The most header fields llhttp may hand us before we refuse with 431
@@ -74,7 +75,7 @@ class HttptoolsConnection:
         # The head being parsed.
         self._in_head = False
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[bytes, bytes, bytes]] = []
         self._head_size = 0
 
     # -- h11.Connection's interface -----------------------------------------
@@ -209,8 +210,8 @@ class HttptoolsConnection:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
         self._grow_head(len(name) + len(value) + 4)
         value = value.strip(b" \t")
-        validated_lower_name(name, value)  # h11's rules, cached for repeated headers
-        headers.append((name, value))
+        # h11's rules, cached for repeated headers.
+        headers.append((name, validated_lower_name(name, value), value))
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
@@ -224,17 +225,10 @@ class HttptoolsConnection:
             if parser.get_http_version() == "0.9":  # "GET /": no version at all
                 raise _Refused("invalid request line", 400)
             raise _Refused(f"unsupported HTTP version {parser.get_http_version()!r}", 505)
-        # h11 checks the method, the target, Host, Content-Length and
-        # Transfer-Encoding (raising LocalProtocolError); ``_parsed`` (what
-        # h11's own parser passes) skips only the per-header checks that
-        # on_header already made with the same rules.
-        request = h11.Request(
-            method=parser.get_method(),
-            target=self._url,
-            headers=self._headers,
-            http_version=version,
-            _parsed=True,
-        )
+        # The fields passed h11's rules in on_header; the method, target and
+        # Host checks h11.Request would add are made by _strict.check_request,
+        # which the connection runs on every head (a superset of h11's).
+        request = validated_request(parser.get_method(), self._url, version, self._headers)
         self._in_head = False
         self._events.append(request)
 
@@ -246,7 +240,7 @@ class HttptoolsConnection:
 
 
 def _declares_body(request: h11.Request) -> bool:
-    for name, value in request.headers:
+    for _, name, value in request.headers._full_items:
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             return True
     return False

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from ._http11 import HTTPConnection
 
 
-def is_websocket_upgrade(request: h11.Request) -> bool:
-    """Whether the request asks to become a WebSocket (``Upgrade: websocket``)."""
-    for name, value in request.headers:
+def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with these headers asks to become a WebSocket (``Upgrade: websocket``)."""
+    for name, value in headers:
         if name == b"upgrade":
             return any(token.strip().lower() == b"websocket" for token in value.split(b","))
     return False

@@ -1,0 +1,117 @@
+"""CPU per keep-alive request of the server's own Python, and where it goes.
+
+Drives :class:`trioasgi._http11.HTTPConnection` in-process over a stream
+that hands it one hello-world request per read and swallows the responses
+(no sockets, no kernel, one checkpoint per call like a socket), then prints
+µs per request for each parser and, with ``--profile``, the top functions
+of a cProfile run::
+
+    python -m benchmarks.profile_hot_path              # µs/request, h11 and httptools
+    python -m benchmarks.profile_hot_path --profile 25 # plus the 25 costliest functions
+
+The numbers are ``process_time`` medians of interleaved runs: steadier than
+a load generator on a busy machine, and they isolate the server's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+
+import trio
+
+import trioasgi
+from trioasgi._context import ServerContext
+from trioasgi._http11 import HTTPConnection
+from trioasgi._parsers import httptools_available
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+BODY = b"Hello, world!\n"
+HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(BODY)).encode()),
+]
+
+
+async def hello(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+class ReplayStream(trio.abc.Stream):
+    """Hands out ``requests`` copies of one request, one per read, then end of stream."""
+
+    def __init__(self, requests: int) -> None:
+        self.left = requests
+        self.sent = 0
+
+    async def receive_some(self, max_bytes=None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if self.left == 0:
+            return b""
+        self.left -= 1
+        return REQUEST
+
+    async def send_all(self, data) -> None:
+        self.sent += 1
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def serve(parser: str, requests: int) -> ReplayStream:
+    stream = ReplayStream(requests)
+    config = trioasgi.Config(http=parser, access_log=False)
+    connection = HTTPConnection(
+        stream,
+        ServerContext(app=hello, config=config),
+        client=("127.0.0.1", 50000),
+        server=("127.0.0.1", 8000),
+    )
+    await connection.run()
+    assert stream.sent == requests, (parser, stream.sent)
+    return stream
+
+
+def us_per_request(parser: str, requests: int) -> float:
+    start = time.process_time()
+    trio.run(serve, parser, requests)
+    return (time.process_time() - start) / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N")
+    args = parser.parse_args()
+    parsers = ["h11"] + (["httptools"] if httptools_available() else [])
+    results: dict[str, list[float]] = {name: [] for name in parsers}
+    for name in parsers:  # warm-up: imports and caches
+        us_per_request(name, 500)
+    for _ in range(args.runs):
+        for name in parsers:
+            results[name].append(us_per_request(name, args.requests))
+    for name in parsers:
+        runs = results[name]
+        print(
+            f"{name:>10}: {statistics.median(runs):6.1f} µs/request "
+            f"(min {min(runs):.1f}, max {max(runs):.1f}, {args.runs} runs of {args.requests})"
+        )
+    if args.profile:
+        for name in parsers:
+            profiler = cProfile.Profile()
+            profiler.runcall(trio.run, serve, name, args.requests)
+            print(f"\n--- {name}: top {args.profile} by own time ---")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
