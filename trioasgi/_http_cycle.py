@@ -300,14 +300,15 @@ class RequestCycle:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         h11conn = self.conn.h11
+        if self._discard_body:
+            body = b""
         data = self._pending_head
         self._pending_head = b""
-        if body and not self._discard_body:
-            data += h11conn.send(h11.Data(data=body))
-            if self._measure:
+        if body or not more_body:
+            data += h11conn.send_body(body, not more_body)
+            if body and self._measure:
                 self.body_bytes += len(body)
         if not more_body:
-            data += h11conn.send(h11.EndOfMessage())
             self._response = _ResponseState.COMPLETE
         if data:
             if not await self._write(data):

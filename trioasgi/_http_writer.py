@@ -146,6 +146,25 @@ class ResponseWriter:
         self.responded = True
         return data
 
+    def send_body(self, body: bytes, end: bool) -> bytes:
+        """``send(Data(data=body))`` (if ``body``), then ``send(EndOfMessage())`` if ``end``.
+
+        The same checks and state changes, without building the two events.
+        """
+        if self.our_state is not h11.SEND_BODY:
+            self.our_state = h11.ERROR
+            raise h11.LocalProtocolError("can't send data before the response head")
+        try:
+            data = self.data(body) if body else b""
+            if end:
+                data += self.end()
+        except h11.LocalProtocolError:
+            self.our_state = h11.ERROR
+            raise
+        if end:
+            self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
+        return data
+
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
             return _CONTINUE

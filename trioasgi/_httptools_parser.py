@@ -70,6 +70,7 @@ class HttptoolsConnection:
         self._writer = writer = ResponseWriter()
         self.send = writer.send
         self.send_response = writer.send_response
+        self.send_body = writer.send_body
         self._their_state: Any = h11.IDLE
         self._expects_continue = False
         # The head being parsed.

@@ -36,6 +36,7 @@ class H11Connection:
         self._writer = writer = ResponseWriter()
         self.send = writer.send
         self.send_response = writer.send_response
+        self.send_body = writer.send_body
         self.receive_data = self._h11.receive_data
 
     @property
