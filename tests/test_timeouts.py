@@ -250,3 +250,30 @@ async def test_tls_handshake_timeout_on_the_virtual_clock(autojump_clock, tmp_pa
     assert await server._tls_handshake(server_side, None) is None
     assert trio.current_time() - start == pytest.approx(6)
     await client.aclose()
+
+
+async def _sleeps_then_answers(scope, receive, send) -> None:
+    await trio.sleep(5)  # a cancellation left over from the wait would end the app here
+    await apps.hello(scope, receive, send)
+
+
+async def test_a_request_arriving_as_the_wait_is_cancelled_is_still_served(
+    autojump_clock,
+) -> None:
+    """The wait's scope is cancelled after the request woke the server: the app must not be.
+
+    The connection keeps one timeout scope for all its waits; a request read
+    from a scope cancelled in the same instant is served in a fresh scope.
+    """
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(_sleeps_then_answers, nursery, timeout_keep_alive=60)
+        await conn.send(GET)
+        assert (await conn.read_response()).endswith(b"hello")
+        await trio.testing.wait_all_tasks_blocked()
+        await conn.send(GET)  # wakes the idle server; it has not run yet
+        conn.connection.begin_shutdown()  # cancels the idle wait, in the same instant
+        data, elapsed = await _serve_and_read(conn)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in data
+    assert data.endswith(b"hello")
+    assert elapsed == pytest.approx(5)

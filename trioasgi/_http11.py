@@ -16,6 +16,7 @@ accept). Every request head then goes through ``_strict.check_request``.
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,10 @@ LINGER_BYTES = 1024 * 1024
 #: yet may still take to send it (see ``_end_idle_wait``).
 FIRST_REQUEST_GRACE = 1.0
 
+#: What the wait for a request yields: a request head, the end of the
+#: connection, or the parser's refusal of what it read.
+_HeadEvent = h11.Request | h11.ConnectionClosed | h11.RemoteProtocolError
+
 #: The most of an unread request body we read and drop to keep the connection.
 DISCARD_LIMIT = 64 * 1024
 
@@ -62,6 +67,7 @@ class HTTPConnection:
         "_linger",
         "_read_done",
         "_reading",
+        "_timeouts",
         "_websocket",
         "_websocket_enabled",
         "client",
@@ -105,6 +111,8 @@ class HTTPConnection:
         # The cancel scope of the wait for a new request while nothing of it
         # has arrived yet: a graceful shutdown cancels it to close idle connections.
         self._idle_scope: trio.CancelScope | None = None
+        # The connection's timeout scope (see run).
+        self._timeouts: trio.CancelScope | None = None
         # Only one task reads the socket at a time; the app may call
         # ``receive()`` from two tasks (a body reader and a disconnect watcher).
         self._reading = False
@@ -119,22 +127,54 @@ class HTTPConnection:
     async def run(self) -> None:
         """Serve requests until the client leaves, a timeout expires or we shut down."""
         try:
-            # No shutting_down check up here: a connection shut down before its
-            # first request still answers one that is already in h11's buffer
-            # (see Server._handle_connection); _read_request does not wait for
-            # more, and _start_next_cycle ends the loop after it.
+            # What the last wait read as its deadline passed, to serve in a fresh scope.
+            pending: _HeadEvent | None = None
             while True:
-                head = await self._read_request()
-                if head is None:
+                # One cancel scope for all the waits of the connection, not
+                # one per request: its deadline is set while a request head
+                # is awaited and is infinite while the app runs (and only
+                # the wait itself can be cancelled at shutdown).
+                with trio.CancelScope() as scope:
+                    self._timeouts = scope
+                    pending = await self._serve_requests(scope, pending)
+                if scope.cancelled_caught:
+                    await self._request_head_timed_out()
                     break
-                keep_going = await self._respond(*head)
-                # Nothing of the last request may stay reachable while the
-                # connection waits, perhaps for long, for the next one.
-                head = None
-                if not keep_going:
+                if pending is None:
                     break
         finally:
             await self._close()
+
+    async def _serve_requests(
+        self, scope: trio.CancelScope, pending: _HeadEvent | None
+    ) -> _HeadEvent | None:
+        """Serve requests within ``scope``; what was read as its deadline passed, or None.
+
+        A deadline that passes, or a shutdown that cancels the wait, just as
+        a request arrives leaves ``scope`` cancelled with the request read:
+        it is returned, to be served in a fresh scope rather than cancelled.
+        """
+        while True:
+            if pending is None:
+                # No shutting_down check here: a connection shut down before
+                # its first request still answers one already in the parser's
+                # buffer (see Server._handle_connection); the wait does not
+                # wait for more, and _start_next_cycle ends the loop after it.
+                pending = await self._next_head_event()
+                if pending is None:
+                    return None
+                if scope.cancel_called:
+                    return pending
+            head = await self._accept_request(pending)
+            # Nothing of the last request may stay reachable while the
+            # connection waits, perhaps for long, for the next one.
+            pending = None
+            if head is None:
+                return None
+            keep_going = await self._respond(*head)
+            head = None
+            if not keep_going:
+                return None
 
     async def _respond(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
         """Serve one request; whether the connection can carry another."""
@@ -260,20 +300,23 @@ class HTTPConnection:
             self.h11.receive_data(data)
         return bool(data)
 
-    async def _read_request(self) -> tuple[h11.Request, list[tuple[bytes, bytes]]] | None:
-        """The next request's head and its headers as a list, or None to close."""
+    async def _next_head_event(self) -> _HeadEvent | None:
+        """The parser's next event at the start of a request (waited for), or None to close."""
         config = self.ctx.config
         try:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                event = await self._wait_for_request_head(
+                return await self._wait_for_request_head(
                     config.timeout_keep_alive, config.timeout_request_header
                 )
-                if event is None:
-                    return None
         except h11.RemoteProtocolError as exc:
-            await self.send_error(exc.error_status_hint, str(exc))
-            return None
+            return exc
+        return event
+
+    async def _accept_request(
+        self, event: _HeadEvent
+    ) -> tuple[h11.Request, list[tuple[bytes, bytes]]] | None:
+        """The request and its headers as a list if the app may see it; else answer, None."""
         if type(event) is h11.Request:
             # One list of the headers serves the checks and the scope.
             headers = header_list(event)
@@ -286,6 +329,8 @@ class HTTPConnection:
                 await self.send_error(rejection.status, rejection.reason)
                 return None
             return event, headers
+        if isinstance(event, h11.RemoteProtocolError):
+            await self.send_error(event.error_status_hint, str(event))
         # ConnectionClosed; nothing else can come before a request.
         return None
 
@@ -308,42 +353,52 @@ class HTTPConnection:
     async def _wait_for_request_head(
         self, keep_alive: float, header_timeout: float
     ) -> h11.Request | h11.ConnectionClosed | None:
+        """Read until a request head is complete, within the connection's timeout scope.
+
+        On timeout (or shutdown) the scope's ``Cancelled`` leaves ``run``'s
+        loop, which then calls :meth:`_request_head_timed_out`.
+        """
         h11conn = self.h11
+        scope = self._timeouts
+        assert scope is not None
         event = h11.NEED_DATA
         # A new connection has sent nothing yet: it gets the header timeout
         # from the start and a 408 if it stays silent. Between requests the
         # connection is idle and closes quietly after the keep-alive timeout
         # (a 408 there could cross a request the client just sent).
         fresh = self._fresh
-        wait = header_timeout if fresh else keep_alive
-        with trio.CancelScope(deadline=trio.current_time() + wait) as scope:
+        scope.deadline = trio.current_time() + (header_timeout if fresh else keep_alive)
+        try:
             self._idle_scope = scope
             if self.shutting_down:
                 self._end_idle_wait(scope)
-            try:
+            got_data = await self.receive_into_h11()
+            self._idle_scope = None
+            event = h11conn.next_event()
+            if event is h11.NEED_DATA and got_data and not fresh:
+                # Part of a request is here: the connection is no longer
+                # idle, and the client has a while to finish the head.
+                # (Most heads come whole in one read: no deadline change.)
+                scope.deadline = trio.current_time() + header_timeout
+            while event is h11.NEED_DATA and got_data:
                 got_data = await self.receive_into_h11()
-                self._idle_scope = None
                 event = h11conn.next_event()
-                if event is h11.NEED_DATA and got_data and not fresh:
-                    # Part of a request is here: the connection is no longer
-                    # idle, and the client has a while to finish the head.
-                    # (Most heads come whole in one read: no deadline change.)
-                    scope.deadline = trio.current_time() + header_timeout
-                while event is h11.NEED_DATA and got_data:
-                    got_data = await self.receive_into_h11()
-                    event = h11conn.next_event()
-            finally:
-                self._idle_scope = None
-        if scope.cancelled_caught:
-            silent = h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]
-            if silent and (not fresh or self.shutting_down):
-                logger.log(TRACE, "closing idle connection from %s", self.client)
-            else:
-                await self.send_error(408, "request head not received in time")
-            return None
+        finally:
+            self._idle_scope = None
+            # The app runs in this scope too: no deadline while it does.
+            scope.deadline = math.inf
         if event is h11.NEED_DATA:  # EOF after a partial request head
             return None
         return event
+
+    async def _request_head_timed_out(self) -> None:
+        """After the wait for a request head was cancelled: a 408, or a quiet close if idle."""
+        h11conn = self.h11
+        silent = h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]
+        if silent and (not self._fresh or self.shutting_down):
+            logger.log(TRACE, "closing idle connection from %s", self.client)
+        else:
+            await self.send_error(408, "request head not received in time")
 
     # -- writing ----------------------------------------------------------
 
