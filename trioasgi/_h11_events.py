@@ -25,7 +25,7 @@ def validated_request(
 ) -> h11.Request:
     """An ``h11.Request`` from ``(raw name, lower-case name, value)`` fields already validated.
 
-    Field names and values must have passed ``validated_lower_name`` (h11's
+    Field names and values must have passed ``validated_header`` (h11's
     rules). The method, target and Host checks ``h11.Request`` would make
     are the caller's: the connection runs ``_strict.check_request``, a
     superset of them, on every request head before anything else sees it.

@@ -27,32 +27,35 @@ _field_value = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?").fullmatch
 _reason = re.compile(rb"(?:[ \t]|[^\x00\s])*").fullmatch
 _content_length = re.compile(rb"[0-9]{1,20}").fullmatch
 
-#: (name, value) pairs already validated, with their lower-cased name.
-_validated: dict[tuple[bytes, bytes], bytes] = {}
+#: (name, value) pairs already validated: their lower-cased name and their header line.
+_validated: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 _VALIDATED_MAX = 512
 
-_valid_reasons: set[bytes] = set()
+#: Status lines already made, by (status, reason).
+_status_lines: dict[tuple[int, bytes], bytes] = {}
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def validated_lower_name(name: bytes, value: bytes) -> bytes:
-    """The lower-cased name of a valid header (h11's rules); LocalProtocolError if invalid."""
+def validated_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """A valid header's lower-cased name and its ``name: value`` line (h11's rules).
+
+    Raises ``h11.LocalProtocolError`` if it is invalid.
+    """
     key = (name, value)
-    lowered = _validated.get(key)
-    if lowered is not None:
-        return lowered
+    known = _validated.get(key)
+    if known is not None:
+        return known
     if type(name) is not bytes or type(value) is not bytes:
         raise h11.LocalProtocolError("header names and values must be bytes")
     if _token(name) is None:
         raise h11.LocalProtocolError(f"Illegal header name {name!r}")
     if _field_value(value) is None:
         raise h11.LocalProtocolError(f"Illegal header value {value!r}")
-    lowered = name.lower()
     if len(_validated) >= _VALIDATED_MAX:
         _validated.clear()
-    _validated[key] = lowered
-    return lowered
+    known = _validated[key] = (name.lower(), b"%s: %s\r\n" % key)
+    return known
 
 
 class ResponseWriter:
@@ -168,27 +171,29 @@ class ResponseWriter:
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
             return _CONTINUE
-        headers = list(event.headers.raw_items())
-        for name, value in headers:
-            validated_lower_name(name, value)
-        return _head(event.status_code, event.reason, headers)
+        lines = [validated_header(name, value)[1] for name, value in event.headers.raw_items()]
+        return _head(event.status_code, event.reason, lines)
 
     def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
         """The response head; decides the framing of the body that follows."""
         if type(status) is not int or not 200 <= status <= 999:
             raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
-        kept: list[tuple[bytes, bytes]] = []
+        # The header lines to write, in order.
+        kept: list[bytes] = []
         lengths: set[bytes] = set()
         chunked = False
         close = not self.keep_alive
         for name, value in headers:
-            lowered = validated_lower_name(name, value)
+            lowered, line = validated_header(name, value)
             if lowered == b"content-length":
-                for part in value.split(b","):
-                    part = part.strip()
-                    if _content_length(part) is None:
-                        raise h11.LocalProtocolError("bad Content-Length")
-                    lengths.add(part)
+                if value.isdigit() and len(value) <= 20:  # the usual single length
+                    lengths.add(value)
+                else:
+                    for part in value.split(b","):
+                        part = part.strip()
+                        if _content_length(part) is None:
+                            raise h11.LocalProtocolError("bad Content-Length")
+                        lengths.add(part)
                 if len(lengths) != 1:
                     raise h11.LocalProtocolError("conflicting Content-Length headers")
                 continue
@@ -206,22 +211,22 @@ class ResponseWriter:
                 tokens.discard(b"keep-alive")
                 tokens.discard(b"close")
                 if tokens:
-                    kept.append((name, b", ".join(sorted(tokens))))
+                    kept.append(b"%s: %s\r\n" % (name, b", ".join(sorted(tokens))))
                 continue
-            kept.append((name, value))
+            kept.append(line)
         method = self.request_method
         # Like h11: the headers of a response to HEAD say what GET would
         # have had; 204, 304 and 2xx to CONNECT have no body whatever they say.
         no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
         if no_body:
             if lengths:
-                kept.append((b"content-length", lengths.pop()))
+                kept.append(b"content-length: %s\r\n" % lengths.pop())
             if chunked:
-                kept.append((b"transfer-encoding", b"chunked"))
+                kept.append(b"transfer-encoding: chunked\r\n")
         elif chunked or not lengths:
             if self.client_http_11:
                 self.framing = "chunked"
-                kept.append((b"transfer-encoding", b"chunked"))
+                kept.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.framing = "close"
                 close = close or method != b"HEAD"
@@ -229,12 +234,12 @@ class ResponseWriter:
             self.framing = "length"
             length = lengths.pop()
             self.remaining = int(length)
-            kept.append((b"content-length", length))
+            kept.append(b"content-length: %s\r\n" % length)
         if no_body or method == b"HEAD":
             self.framing = "length"
             self.remaining = 0
         if close:
-            kept.append((b"connection", b"close"))
+            kept.append(b"connection: close\r\n")
             self.keep_alive = False
         return _head(status, reason, kept)
 
@@ -261,15 +266,15 @@ class ResponseWriter:
         return b""
 
 
-def _head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """Status line and header block; the headers are validated already."""
-    if reason not in _valid_reasons:
+def _head(status: int, reason: bytes, lines: list[bytes]) -> bytes:
+    """Status line and header block; the header lines are validated already."""
+    status_line = _status_lines.get((status, reason))
+    if status_line is None:
         if _reason(reason) is None:
             raise h11.LocalProtocolError(f"Illegal reason phrase {reason!r}")
-        if len(_valid_reasons) < _VALIDATED_MAX:
-            _valid_reasons.add(reason)
-    return b"".join(
-        [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        + [b"%s: %s\r\n" % header for header in headers]
-        + [b"\r\n"]
-    )
+        status_line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_status_lines) < _VALIDATED_MAX:
+            _status_lines[status, reason] = status_line
+    lines.insert(0, status_line)
+    lines.append(b"\r\n")
+    return b"".join(lines)

@@ -26,7 +26,7 @@ import h11
 import httptools
 
 from ._h11_events import validated_request
-from ._http_writer import ResponseWriter, validated_lower_name
+from ._http_writer import ResponseWriter, validated_header
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -212,7 +212,7 @@ class HttptoolsConnection:
         self._grow_head(len(name) + len(value) + 4)
         value = value.strip(b" \t")
         # h11's rules, cached for repeated headers.
-        headers.append((name, validated_lower_name(name, value), value))
+        headers.append((name, validated_header(name, value)[0], value))
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
