@@ -402,10 +402,6 @@ class HTTPConnection:
 
     # -- writing ----------------------------------------------------------
 
-    async def send_all(self, data: bytes) -> None:
-        """Write bytes; the caller handles ``trio.BrokenResourceError``."""
-        await self.stream.send_all(data)
-
     async def send_error(self, status: int, detail: str) -> None:
         """Answer with a short plain-text error response, after which we close.
 
