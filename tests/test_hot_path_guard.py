@@ -2,9 +2,10 @@
 
 Per keep-alive request, the connection task may take at most
 ``MAX_TASK_STEPS`` scheduler steps (one to wake with the request, one at the
-checkpoint of the single ``send_all``), spawn no task, write once and read
-once. A change that adds a task switch, a per-request task or timer task, or
-splits a response into several writes fails here on any machine.
+checkpoint of the single ``send_all``), spawn no task, enter no cancel scope
+(the connection's timeouts move one scope's deadline), write once and read
+once. A change that adds a task switch, a per-request task, timer or cancel
+scope, or splits a response into several writes fails here on any machine.
 """
 
 from __future__ import annotations
@@ -115,7 +116,26 @@ async def _one_request(client: trio.abc.Stream) -> None:
     assert response.count(b"HTTP/1.1 ") == 1
 
 
-async def test_keep_alive_request_over_memory_streams(http_parser: str) -> None:
+class ScopeCounter:
+    """Counts the cancel scopes entered while it is active."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = 0
+        self.active = False
+        enter = trio.CancelScope.__enter__
+
+        def counting_enter(scope: trio.CancelScope) -> trio.CancelScope:
+            if self.active:
+                self.entered += 1
+            return enter(scope)
+
+        monkeypatch.setattr(trio.CancelScope, "__enter__", counting_enter)
+
+
+async def test_keep_alive_request_over_memory_streams(
+    http_parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scopes = ScopeCounter(monkeypatch)
     client, stream = channel_stream_pair()
     config = trioasgi.Config(http=http_parser, access_log=False)
     connection = HTTPConnection(
@@ -128,15 +148,16 @@ async def test_keep_alive_request_over_memory_streams(http_parser: str) -> None:
         await trio.testing.wait_all_tasks_blocked()  # the server waits for the next one
         sends, receives = stream.sends, stream.receives
         trio.lowlevel.add_instrument(counter)
-        counter.active = True
+        counter.active = scopes.active = True
         for _ in range(REQUESTS):
             await _one_request(client)
         await trio.testing.wait_all_tasks_blocked()
-        counter.active = False
+        counter.active = scopes.active = False
         trio.lowlevel.remove_instrument(counter)
         nursery.cancel_scope.cancel()
     assert counter.steps <= MAX_TASK_STEPS * REQUESTS
     assert counter.spawns == 0
+    assert scopes.entered == 0
     assert stream.sends - sends == REQUESTS
     assert stream.receives - receives == REQUESTS
 
