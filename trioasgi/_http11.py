@@ -11,7 +11,9 @@ task switch beyond the socket's own two checkpoints.
 Timeouts are cancel scopes around the reads, never tasks: ``timeout_keep_alive``
 while waiting for the first byte of a request, ``timeout_request_header`` from
 that byte to the end of the header block (on a new connection: from the
-accept). Every request head then goes through ``_strict.check_request``.
+accept), both as the deadline of one scope per connection, moved rather than
+re-entered for every request. Every request head then goes through
+``_strict.check_request``.
 """
 
 from __future__ import annotations
