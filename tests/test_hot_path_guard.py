@@ -178,3 +178,38 @@ async def test_keep_alive_request_over_a_loopback_socket() -> None:
             trio.lowlevel.remove_instrument(counter)
     assert counter.steps <= MAX_TASK_STEPS * REQUESTS
     assert counter.spawns == 0
+
+
+#: Coroutine frames of an idle keep-alive connection's task, trio's own
+#: included: most of what an idle connection costs in memory is this stack.
+MAX_IDLE_STACK_DEPTH = 11
+
+
+def _coroutine_stack(task: trio.lowlevel.Task) -> list[str]:
+    names, coro = [], task.coro
+    while coro is not None and hasattr(coro, "cr_code"):
+        names.append(coro.cr_code.co_name)
+        coro = coro.cr_await
+    return names
+
+
+def _tasks(task: trio.lowlevel.Task):
+    yield task
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            yield from _tasks(child)
+
+
+async def test_an_idle_keep_alive_connection_waits_on_a_short_stack() -> None:
+    async with running_server(hello, access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            (stack,) = [
+                _coroutine_stack(task)
+                for task in _tasks(trio.lowlevel.current_root_task())
+                if task.name.endswith("_handle_connection")
+            ]
+    assert stack[-1] == "wait_task_rescheduled"  # really waiting for the socket
+    assert len(stack) <= MAX_IDLE_STACK_DEPTH, stack

@@ -200,3 +200,27 @@ async def test_malformed_chunked_body_gets_400_and_the_app_sees_disconnect() -> 
         await conn.client.aclose()
     assert data.startswith(b"HTTP/1.1 400 ")
     assert seen[-1] == "http.disconnect"
+
+
+async def test_reading_a_plain_socket_directly() -> None:
+    """The direct read: data, then waiting, then EOF; a closed socket reads as EOF."""
+    from trioasgi._http11 import _read_socket
+
+    left, right = trio.socket.socketpair()
+    with left, right:
+        await right.send(b"abc")
+        assert await _read_socket(left) == b"abc"
+        async with trio.open_nursery() as nursery:
+            got = []
+
+            async def reader() -> None:
+                got.append(await _read_socket(left))
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []  # nothing to read: it waits
+            await right.send(b"later")
+        assert got == [b"later"]
+        right.shutdown(trio.socket.SHUT_WR)
+        assert await _read_socket(left) == b""
+    assert await _read_socket(left) == b""  # closed: fileno() is -1, never a reused fd
