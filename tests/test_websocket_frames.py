@@ -482,3 +482,37 @@ async def test_a_compression_bomb_is_refused_before_it_is_inflated(nursery, auto
     assert closed.code == 1009
     assert peak < 8 * 1024 * 1024  # not the 32 MiB the bomb would inflate to
     assert not [m for m in recorder.received if m["type"] == "websocket.receive"]
+
+
+async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> None:
+    from trioasgi._websocket import _WriteLock
+
+    lock = _WriteLock()
+    steps = []
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps.append(task)
+
+    trio.lowlevel.add_instrument(instrument := Steps())
+    try:
+        async with lock:
+            pass
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+    assert steps == []  # uncontended: no yield to the scheduler
+
+    order = []
+
+    async def writer(name: str) -> None:
+        async with lock:
+            order.append(name)
+            await trio.sleep(0)
+
+    # The lock is released (inner) before the nursery waits for the writers (outer).
+    async with trio.open_nursery() as nursery, lock:
+        for name in "abc":  # they queue up while we hold it, in this order
+            nursery.start_soon(writer, name)
+            await trio.testing.wait_all_tasks_blocked()
+        assert order == []
+    assert order == ["a", "b", "c"]

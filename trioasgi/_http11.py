@@ -19,7 +19,6 @@ re-entered for every request. Every request head then goes through
 from __future__ import annotations
 
 import math
-import os
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._parsers import new_parser
+from ._socket_read import RECEIVE_SIZE, plain_socket, read_socket
 from ._strict import Rejection, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
@@ -37,9 +37,6 @@ from ._ws_handshake import is_websocket_upgrade
 if TYPE_CHECKING:
     from ._context import ServerContext
 
-#: How much one ``receive_some`` may return: the most the server reads ahead
-#: of what the app asked for.
-RECEIVE_SIZE = 64 * 1024
 
 #: After a response that leaves unread request bytes behind, how long we keep
 #: reading (and discarding) after our FIN so the client sees the response
@@ -124,7 +121,7 @@ class HTTPConnection:
         # Whether closing must wait for the client to stop sending (see _close).
         self._linger = False
         # A plain (not TLS) socket is read directly: see _read_socket.
-        self._plain_socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._plain_socket = plain_socket(stream)
         self._websocket_enabled = ctx.config.ws != "none"
         self._websocket: WebSocketSession | None = None
 
@@ -296,7 +293,7 @@ class HTTPConnection:
         try:
             sock = self._plain_socket
             if sock is not None:
-                data = await _read_socket(sock)
+                data = await read_socket(sock)
             else:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -440,25 +437,3 @@ def error_response(status: int, *, date: bytes | None) -> bytes:
     if date is not None:
         head.append(b"date: " + date)
     return b"\r\n".join(head) + b"\r\n\r\n" + body
-
-
-async def _read_socket(sock: trio.socket.SocketType) -> bytes:
-    """One read from a plain socket: what ``SocketStream.receive_some`` does, less its layers.
-
-    ``os.read`` on the non-blocking socket, and ``wait_readable`` only when
-    nothing has arrived. Two things come of it. An idle connection waits here
-    with a stack of two coroutines instead of five (its frames are most of
-    what an idle keep-alive connection costs), and a request that has already
-    arrived is read without a scheduler step; the response's ``send_all``
-    remains the cycle's checkpoint. EOF and errors both end as ``b""``; the
-    fd is looked up each time, so a socket closed meanwhile reads as EOF
-    (``fileno()`` is -1) rather than reading a reused descriptor, and trio
-    wakes a waiter on a socket it closes with ``ClosedResourceError``.
-    """
-    while True:
-        try:
-            return os.read(sock.fileno(), RECEIVE_SIZE)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(sock)
-        except OSError:
-            return b""

@@ -43,6 +43,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
 from ._logging import TRACE, access_logger, logger
+from ._socket_read import RECEIVE_SIZE, plain_socket, read_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
     from ._http11 import HTTPConnection
 
-#: How much one read may return while the WebSocket is open.
-RECEIVE_SIZE = 64 * 1024
 
 #: Whole messages waiting for the app's ``receive()``; past this the reader stops.
 MESSAGE_QUEUE_SIZE = 4
@@ -96,7 +95,7 @@ class WebSocketSession:
         self._connect_delivered = False
         self._accepted = False
         self._protocol_error = False
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = _WriteLock()
         self._to_app, self._from_peer = trio.open_memory_channel[dict[str, Any]](MESSAGE_QUEUE_SIZE)
         # Payload bytes waiting in that queue, and the event the reader waits
         # on when they are too many: set when the app takes a message.
@@ -319,8 +318,12 @@ class WebSocketSession:
         try:
             with self._reader_scope:
                 data, eof = self._trailing, False
+                sock = plain_socket(self.stream)
                 while await self._process(data, eof, reader):
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    if sock is not None:
+                        data = await read_socket(sock, RECEIVE_SIZE)
+                    else:
+                        data = await self.stream.receive_some(RECEIVE_SIZE)
                     eof = not data
                 await self._drain_after_close()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -490,6 +493,30 @@ class WebSocketSession:
 
 def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
+
+
+class _WriteLock:
+    """A FIFO lock for the socket's writers whose uncontended acquire takes no scheduler step.
+
+    trio's locks yield on every acquire; the session writes once per message
+    and the lock is almost never contended (only pings and closes compete),
+    so that yield was a task switch per message for nothing. The write under
+    the lock (``send_all``) is still a checkpoint.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = trio.StrictFIFOLock()
+
+    async def __aenter__(self) -> None:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
 
 
 def _payload_size(message: dict[str, Any]) -> int:
