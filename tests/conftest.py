@@ -206,8 +206,14 @@ async def read_until_closed(stream: trio.abc.ReceiveStream, limit: int = 10_000_
 class MemoryConnection:
     """An :class:`HTTPConnection` served over an in-memory stream pair, for unit tests."""
 
-    def __init__(self, app: Callable[..., Any], nursery: trio.Nursery, **settings: Any) -> None:
-        self.client, server_stream = trio.testing.memory_stream_pair()
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        nursery: trio.Nursery,
+        pair: Callable[[], tuple[Any, Any]] = trio.testing.memory_stream_pair,
+        **settings: Any,
+    ) -> None:
+        self.client, server_stream = pair()
         for name, value in DEFAULT_SETTINGS.items():
             settings.setdefault(name, value)
         ctx = ServerContext(app=app, config=trioasgi.Config(**settings))
@@ -225,6 +231,17 @@ class MemoryConnection:
 
     async def send(self, data: bytes) -> None:
         await self.client.send_all(data)
+
+    async def deliver(self, pieces: list[bytes], pauses: list[float], fin: bool) -> None:
+        """Send ``pieces`` after their ``pauses``, then EOF if ``fin``; a closed server is fine."""
+        try:
+            for piece, pause in zip(pieces, pauses, strict=True):
+                await trio.sleep(pause)
+                await self.send(piece)
+            if fin:
+                await self.client.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     async def read_response(self) -> bytes:
         """Bytes up to the end of one response's head plus whatever body came with it."""

@@ -141,17 +141,7 @@ async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool, body_lim
         # HTTP/1.1 only: an upgrade would hand the bytes to the WebSocket code.
         conn = MemoryConnection(app, nursery, limit_request_body=body_limit, ws="none")
 
-        async def write() -> None:
-            try:
-                for piece, pause in zip(pieces, pauses, strict=True):
-                    await trio.sleep(pause)
-                    await conn.send(piece)
-                if fin:
-                    await conn.client.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
-        nursery.start_soon(write)
+        nursery.start_soon(conn.deliver, pieces, pauses, fin)
         # Virtual seconds: far beyond every timeout and pause, so only a hang reaches it.
         with trio.fail_after(10_000):
             data = await conn.read_all()

@@ -95,17 +95,7 @@ async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool) -> None:
         conn = MemoryConnection(echo_app(), nursery, ws_per_message_deflate=False)
         await conn.send(UPGRADE)
 
-        async def write() -> None:
-            try:
-                for piece, pause in zip(pieces, pauses, strict=True):
-                    await trio.sleep(pause)
-                    await conn.send(piece)
-                if fin:
-                    await conn.client.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
-        nursery.start_soon(write)
+        nursery.start_soon(conn.deliver, pieces, pauses, fin)
         # Virtual seconds, far past the ping interval and timeout: only a hang gets here.
         with trio.fail_after(10_000):
             data = await conn.read_all()

@@ -24,7 +24,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 import trioasgi
-from tests.conftest import DEFAULT_SETTINGS, read_until_closed
+from tests.conftest import DEFAULT_SETTINGS, MemoryConnection, read_until_closed
 from tests.ws_apps import Recorder, echo_app
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
@@ -92,7 +92,7 @@ async def test_queued_messages_are_bounded_in_bytes_too(nursery, autojump_clock)
     assert sizes == [message] * 5
 
 
-class WSMemoryPeer:
+class WSMemoryPeer(MemoryConnection):
     """A raw WebSocket client on one end of an in-memory stream pair, the server on the other."""
 
     def __init__(
@@ -102,21 +102,9 @@ class WSMemoryPeer:
         pair: Callable[[], tuple[Any, Any]] = trio.testing.memory_stream_pair,
         **settings: Any,
     ) -> None:
-        self.client, server_stream = pair()
-        ctx = ServerContext(app=app, config=trioasgi.Config(**{**DEFAULT_SETTINGS, **settings}))
-        self.connection = HTTPConnection(
-            server_stream, ctx, client=("127.0.0.1", 50000), server=("127.0.0.1", 8000)
-        )
+        super().__init__(app, nursery, pair, **settings)
         self.parser = Connection(ConnectionType.CLIENT)
-        self.finished = trio.Event()
         self._events: list[Any] = []
-        nursery.start_soon(self._run)
-
-    async def _run(self) -> None:
-        try:
-            await self.connection.run()
-        finally:
-            self.finished.set()
 
     async def handshake(self) -> bytes:
         await self.client.send_all(UPGRADE)
@@ -127,9 +115,6 @@ class WSMemoryPeer:
         assert head.startswith(b"HTTP/1.1 101 "), head
         self.parser.receive_data(rest)
         return head
-
-    async def send(self, data: bytes) -> None:
-        await self.client.send_all(data)
 
     async def next_event(self) -> Any:
         """The next frame event from the server; None at EOF."""
