@@ -17,6 +17,7 @@ from typing import Literal
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DEFAULT_ACCESS_LOG_FORMAT = '{client} - "{method} {target} HTTP/{http_version}" {status}'
 INTERFACES = ("auto", "asgi3", "asgi2")
+HTTP_PARSERS = ("auto", "h11", "httptools")
 
 #: RFC 9110 token: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -127,7 +128,7 @@ class Config:
             raise ConfigError(
                 f"log level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
             )
-        if self.http not in ("auto", "h11", "httptools"):
+        if self.http not in HTTP_PARSERS:
             raise ConfigError(f"http must be auto, h11 or httptools, not {self.http!r}")
         if self.http == "httptools" and importlib.util.find_spec("httptools") is None:
             raise ConfigError(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from ._config import INTERFACES, LOG_LEVELS, Config, ConfigError
+from ._config import HTTP_PARSERS, INTERFACES, LOG_LEVELS, Config, ConfigError
 from ._runner import EXIT_USAGE
 from ._settings import ENV_PREFIX, parse_header
 
@@ -195,7 +195,7 @@ def _add_proxy_flags(group: argparse._ArgumentGroup) -> None:
 def _add_http_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--http",
-        choices=("auto", "h11", "httptools"),
+        choices=HTTP_PARSERS,
         default=_DEFAULTS.http,
         help="HTTP/1.1 parser: httptools is faster (pip install 'trio-asgi[fast]'), "
         "auto uses it when installed and h11 otherwise (default: %(default)s)",

@@ -46,7 +46,6 @@ class Lifespan:
         self._shutdown_requested = trio.Event()
         self._answered = trio.Event()
         self._failure: str | None = None
-        self._app_exited = False
 
     async def startup(self, nursery: trio.Nursery) -> None:
         """Start the app's lifespan task in ``nursery`` and wait for its startup answer."""
@@ -94,7 +93,6 @@ class Lifespan:
             else:
                 self._app_returned()
             finally:
-                self._app_exited = True
                 self._answered.set()
 
     def _app_failed(self, exc: Exception) -> None:

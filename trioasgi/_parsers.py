@@ -16,8 +16,6 @@ import h11
 from ._config import Config
 from ._http_writer import ResponseWriter
 
-PARSERS = ("auto", "h11", "httptools")
-
 
 class H11Connection:
     """h11 parses the requests; :class:`ResponseWriter` writes the responses.

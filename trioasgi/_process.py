@@ -59,7 +59,6 @@ class WorkerProcess:
         self.process = process
         self.pid = process.pid
         self.channel = channel
-        self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self.returncode: int | None = None
         #: Set when we asked it to stop (rolling restart, shutdown): no replacement.

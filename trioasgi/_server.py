@@ -64,10 +64,6 @@ class Server:
         self._acceptors: trio.CancelScope | None = None
 
     @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
-    @property
     def shutdown_requested(self) -> bool:
         return self._shutdown_requested.is_set()
 
