@@ -229,29 +229,27 @@ class HTTPConnection:
         Cheaper for the client than a new connection; anything larger than
         :data:`DISCARD_LIMIT`, or slower than the keep-alive timeout, closes instead.
         """
-        discarded = 0
         try:
-            # Most often (a GET the app did not read) the end of the request
-            # is already buffered: no timeout scope for that.
-            event = self.h11.next_event()
-            while type(event) is h11.Data and discarded <= DISCARD_LIMIT:
-                discarded += len(event.data)
-                event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return type(event) is h11.EndOfMessage
-            with trio.move_on_after(self.ctx.config.timeout_keep_alive):
-                while discarded <= DISCARD_LIMIT:
-                    event = self.h11.next_event()
-                    if type(event) is h11.Data:
-                        discarded += len(event.data)
-                    elif event is h11.NEED_DATA:
+            event, discarded = self._skip_buffered_body(0)
+            if event is h11.NEED_DATA and discarded <= DISCARD_LIMIT:
+                # Only now a timeout: most often (a GET the app did not
+                # read) the end of the request was already buffered.
+                with trio.move_on_after(self.ctx.config.timeout_keep_alive):
+                    while event is h11.NEED_DATA and discarded <= DISCARD_LIMIT:
                         if not await self.receive_into_h11():
                             return False
-                    else:
-                        return type(event) is h11.EndOfMessage
+                        event, discarded = self._skip_buffered_body(discarded)
         except h11.RemoteProtocolError:
-            pass
-        return False
+            return False
+        return type(event) is h11.EndOfMessage
+
+    def _skip_buffered_body(self, discarded: int) -> tuple[Any, int]:
+        """Drop the body bytes h11 already holds: the next other event, and the running count."""
+        event = self.h11.next_event()
+        while type(event) is h11.Data and discarded <= DISCARD_LIMIT:
+            discarded += len(event.data)
+            event = self.h11.next_event()
+        return event, discarded
 
     async def _close(self) -> None:
         """Close the socket; linger if the client may still be sending to us."""
