@@ -2,12 +2,18 @@
 
 Drives :class:`trioasgi._http11.HTTPConnection` in-process over a stream
 that hands it one hello-world request per read and swallows the responses
-(no sockets, no kernel, one checkpoint per call like a socket), then prints
-µs per request for each parser and, with ``--profile``, the top functions
-of a cProfile run::
+(no sockets, no kernel, one checkpoint per call like a socket), or with
+``--socket`` over a real socket pair with a minimal client task in the same
+process (the server's own socket path, kernel included), then prints µs
+and Python function calls per request for each parser and, with
+``--profile``, the top functions of a cProfile run::
 
     python -m benchmarks.profile_hot_path              # µs/request, h11 and httptools
+    python -m benchmarks.profile_hot_path --socket     # the same over a socket pair
     python -m benchmarks.profile_hot_path --profile 25 # plus the 25 costliest functions
+
+Function calls per request are a steady figure on a busy machine, where
+µs are not: they count every Python-level call, the client's included.
 
 The numbers are ``process_time`` medians of interleaved runs: steadier than
 a load generator on a busy machine, and they isolate the server's Python.
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
+import socket
 import statistics
 import time
 
@@ -66,24 +74,60 @@ class ReplayStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-async def serve(parser: str, requests: int) -> ReplayStream:
-    stream = ReplayStream(requests)
+def _connection(stream: trio.abc.Stream, parser: str) -> HTTPConnection:
     config = trioasgi.Config(http=parser, access_log=False)
-    connection = HTTPConnection(
+    return HTTPConnection(
         stream,
         ServerContext(app=hello, config=config),
         client=("127.0.0.1", 50000),
         server=("127.0.0.1", 8000),
     )
-    await connection.run()
+
+
+async def serve(parser: str, requests: int, over_socket: bool = False) -> None:
+    if over_socket:
+        await _serve_socket_pair(parser, requests)
+        return
+    stream = ReplayStream(requests)
+    await _connection(stream, parser).run()
     assert stream.sent == requests, (parser, stream.sent)
-    return stream
 
 
-def us_per_request(parser: str, requests: int) -> float:
+async def _serve_socket_pair(parser: str, requests: int) -> None:
+    """The server on one end of a socket pair; a client sending one request at a time."""
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    client = trio.socket.from_stdlib_socket(theirs)
+    answered = 0
+
+    async def client_loop() -> None:
+        nonlocal answered
+        fd = client.fileno()
+        for _ in range(requests):
+            os.write(fd, REQUEST)
+            # Each hello-world response arrives in one piece: one send_all.
+            await trio.lowlevel.wait_readable(client)
+            if os.read(fd, 65536):
+                answered += 1
+        client.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client_loop)
+        await _connection(stream, parser).run()
+    assert answered == requests, (parser, answered)
+
+
+def us_per_request(parser: str, requests: int, over_socket: bool = False) -> float:
     start = time.process_time()
-    trio.run(serve, parser, requests)
+    trio.run(serve, parser, requests, over_socket)
     return (time.process_time() - start) / requests * 1e6
+
+
+def calls_per_request(parser: str, requests: int, over_socket: bool = False) -> float:
+    """Python function calls per request (cProfile's count): machine-independent."""
+    profiler = cProfile.Profile()
+    profiler.runcall(trio.run, serve, parser, requests, over_socket)
+    return pstats.Stats(profiler).total_calls / requests
 
 
 def main() -> None:
@@ -91,24 +135,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N")
+    parser.add_argument("--socket", action="store_true", help="serve over a real socket pair")
     args = parser.parse_args()
     parsers = ["h11"] + (["httptools"] if httptools_available() else [])
     results: dict[str, list[float]] = {name: [] for name in parsers}
     for name in parsers:  # warm-up: imports and caches
-        us_per_request(name, 500)
+        us_per_request(name, 500, args.socket)
     for _ in range(args.runs):
         for name in parsers:
-            results[name].append(us_per_request(name, args.requests))
+            results[name].append(us_per_request(name, args.requests, args.socket))
     for name in parsers:
         runs = results[name]
+        calls = calls_per_request(name, 2000, args.socket)
         print(
             f"{name:>10}: {statistics.median(runs):6.1f} µs/request "
-            f"(min {min(runs):.1f}, max {max(runs):.1f}, {args.runs} runs of {args.requests})"
+            f"(min {min(runs):.1f}, max {max(runs):.1f}, {args.runs} runs of {args.requests}), "
+            f"{calls:.0f} Python calls/request"
         )
     if args.profile:
         for name in parsers:
             profiler = cProfile.Profile()
-            profiler.runcall(trio.run, serve, name, args.requests)
+            profiler.runcall(trio.run, serve, name, args.requests, args.socket)
             print(f"\n--- {name}: top {args.profile} by own time ---")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
 

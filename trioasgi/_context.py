@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import Config
 from ._date import http_date
+from ._http_writer import DefaultHeaders
 from ._parsers import resolve_parser
 from ._proxy import TrustedProxies
 from ._strict import RequestLimits
@@ -29,6 +30,8 @@ class ServerContext:
     parser: str = field(init=False)
     #: The request limits every connection checks, built once.
     request_limits: RequestLimits = field(init=False)
+    #: ``default_headers()`` as the HTTP response writer adds them.
+    response_defaults: DefaultHeaders = field(init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -49,6 +52,12 @@ class ServerContext:
             max_fields=config.limit_request_fields,
             max_body=config.limit_request_body,
         )
+        defaults: list[tuple[bytes, bytes | None]] = []
+        if self._server_header:
+            defaults.append((b"server", SERVER_HEADER))
+        if self._date_header:
+            defaults.append((b"date", None))  # None: the current date
+        self.response_defaults = DefaultHeaders(defaults + self._extra_headers)
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None

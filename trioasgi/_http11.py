@@ -29,7 +29,7 @@ from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._parsers import new_parser
-from ._socket_read import RECEIVE_SIZE, plain_socket, read_socket
+from ._socket_read import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ._strict import Rejection, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
@@ -105,7 +105,7 @@ class HTTPConnection:
         proxies = ctx.trusted_proxies
         self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
         # h11.Connection, or the httptools parser behind the same interface.
-        self.h11 = new_parser(ctx.config, ctx.parser)
+        self.h11 = new_parser(ctx.config, ctx.parser, ctx.response_defaults)
         self.shutting_down = False
         # No request has been served on this connection yet.
         self._fresh = True
@@ -278,6 +278,22 @@ class HTTPConnection:
 
     # -- reading ----------------------------------------------------------
 
+    def _receive_ready(self) -> bool | None:
+        """Read what has already arrived into h11, without waiting.
+
+        True if bytes were read, False at EOF, None if nothing is there yet
+        (or the stream is not a plain socket, or another task is reading).
+        """
+        sock = self._plain_socket
+        if sock is None or self._reading:
+            return None
+        data = read_ready(sock)
+        if data is None:
+            return None
+        if self.h11.their_state is not h11.CLOSED:
+            self.h11.receive_data(data)
+        return bool(data)
+
     async def receive_into_h11(self) -> bool:
         """Read once from the socket into h11; False once the peer has closed.
 
@@ -364,6 +380,19 @@ class HTTPConnection:
         loop, which then calls :meth:`_request_head_timed_out`.
         """
         h11conn = self.h11
+        fresh = self._fresh
+        # A keep-alive client under load has usually sent its next request
+        # by now: read it without arming a deadline (moving a trio deadline
+        # costs more than the read), and without a scheduler step.
+        got_data = self._receive_ready()
+        if got_data is not None:
+            event = h11conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if not got_data:  # EOF after a partial request head
+                return None
+            # Part of a head: the connection is no longer idle.
+            fresh = True
         scope = self._timeouts
         assert scope is not None
         event = h11.NEED_DATA
@@ -371,7 +400,6 @@ class HTTPConnection:
         # from the start and a 408 if it stays silent. Between requests the
         # connection is idle and closes quietly after the keep-alive timeout
         # (a 408 there could cross a request the client just sent).
-        fresh = self._fresh
         scope.deadline = trio.current_time() + (header_timeout if fresh else keep_alive)
         try:
             self._idle_scope = scope

@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -38,7 +37,6 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 PIPELINE_READ_LIMIT = 64 * 1024
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 # The scope's strings for the usual methods and versions, decoded once.
 _METHODS = {
@@ -289,31 +287,20 @@ class RequestCycle:
             )
 
     def _start_response(self, message: dict[str, Any]) -> None:
-        status = message["status"]
-        headers = []
-        present = set()
-        for name, value in message.get("headers", ()):
-            # bytes() only where needed: most apps send bytes already.
-            if type(name) is not bytes:
-                name = bytes(name)
-            if type(value) is not bytes:
-                value = bytes(value)
-            headers.append((name, value))
-            present.add(name.lower())
         conn = self.conn
-        for default in conn.ctx.default_headers():
-            if default[0] not in present:
-                headers.append(default)
-        if conn.shutting_down and b"connection" not in present:
-            headers.append((b"connection", b"close"))
-        # h11 validates the status and every header (no CR, LF or NUL can
-        # split the response) and chooses the framing; an error here is the
-        # app's, raised from its send() before anything was written.
-        if conn.h11.they_are_waiting_for_100_continue:
+        h11conn = conn.h11
+        if h11conn.they_are_waiting_for_100_continue:
             # The client may never send the body it was not invited to send:
             # we cannot know where the next request would start.
             self.keep_alive = False
-        self._pending_head = conn.h11.send_response(status, headers, _REASONS.get(status, b""))
+        status = message["status"]
+        # The writer validates the status and every header (no CR, LF or NUL
+        # can split the response), adds the server's default headers and
+        # chooses the framing; an error here is the app's, raised from its
+        # send() before anything was written.
+        self._pending_head = h11conn.send_response(
+            status, message.get("headers", ()), close=conn.shutting_down
+        )
         self.status = status
         self._response = _ResponseState.BODY
         if status in _NO_BODY_STATUSES:

@@ -11,16 +11,22 @@ HEAD, 204 and 304) and the same ``Connection: close`` rewriting. Errors are
 ``h11.LocalProtocolError``, so the connection code handles both parsers alike.
 
 Header pairs an app sends again and again (content-type, a fixed
-content-length) are validated once and remembered in a small cache.
+content-length) are validated once and remembered in a small cache. The
+headers the server adds itself (``server``, ``date``, ``--header``) are
+:class:`DefaultHeaders`: rendered once (the date once a second) and added in
+the same pass that writes the app's headers.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 import h11
+
+from ._date import http_date
 
 _token = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
 _field_value = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?").fullmatch
@@ -36,6 +42,12 @@ _status_lines: dict[tuple[int, bytes], bytes] = {}
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
+#: The reason phrase written when the app gives none (ASGI never does).
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+#: Lower-case names the writer must look at rather than copy: they decide the framing.
+_FRAMING_NAMES = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
 
 def validated_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     """A valid header's lower-cased name and its ``name: value`` line (h11's rules).
@@ -43,7 +55,10 @@ def validated_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     Raises ``h11.LocalProtocolError`` if it is invalid.
     """
     key = (name, value)
-    known = _validated.get(key)
+    try:
+        known = _validated.get(key)
+    except TypeError:  # a bytearray (unhashable): valid too, as bytes
+        return validated_header(bytes(name), bytes(value))
     if known is not None:
         return known
     if type(name) is not bytes or type(value) is not bytes:
@@ -58,6 +73,55 @@ def validated_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     return known
 
 
+class DefaultHeaders:
+    """The headers the server adds to every response that does not set them itself.
+
+    ``headers`` are (lower-case name, value) pairs in the order they are
+    written; a value of None stands for the current date (it changes once
+    a second).
+    """
+
+    __slots__ = ("_block", "_block_date", "_dated", "_lines", "names", "special")
+
+    def __init__(self, headers: list[tuple[bytes, bytes | None]]) -> None:
+        # (name, line); the date's line is None: it is made when written.
+        self._lines = [
+            (name, None if value is None else validated_header(name, value)[1])
+            for name, value in headers
+        ]
+        self._dated = any(value is None for _, value in headers)
+        #: The names the server may add: a response that sets one keeps its own.
+        self.names = frozenset(name for name, _ in headers)
+        #: The names the writer must look at in a response's headers.
+        self.special = _FRAMING_NAMES | self.names
+        self._block_date = b""
+        self._block = b"".join(self._rendered(b"", ()))
+
+    def block(self) -> bytes:
+        """All the lines, for a response that sets none of them (the usual case)."""
+        if self._dated:
+            date = http_date()
+            if date is not self._block_date:  # a new second
+                self._block_date = date
+                self._block = b"".join(self._rendered(date, ()))
+        return self._block
+
+    def lines_without(self, seen: set[bytes]) -> list[bytes]:
+        """The lines whose names the response did not set itself."""
+        return self._rendered(http_date() if self._dated else b"", seen)
+
+    def _rendered(self, date: bytes, seen: Any) -> list[bytes]:
+        return [
+            line if line is not None else b"%s: %s\r\n" % (name, date)
+            for name, line in self._lines
+            if name not in seen
+        ]
+
+
+#: No headers added: the writer on its own, as in the tests.
+NO_DEFAULT_HEADERS = DefaultHeaders([])
+
+
 class ResponseWriter:
     """Our half of a server connection: its h11 state, and the bytes of each response.
 
@@ -67,7 +131,22 @@ class ResponseWriter:
     event.
     """
 
-    def __init__(self) -> None:
+    # One per connection, kept while it is idle.
+    __slots__ = (
+        "client_http_11",
+        "client_keep_alive",
+        "defaults",
+        "framing",
+        "keep_alive",
+        "our_state",
+        "remaining",
+        "request_method",
+        "responded",
+    )
+
+    def __init__(self, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -> None:
+        #: What the server adds to every response.
+        self.defaults = defaults
         self.our_state: Any = h11.IDLE
         self.request_method = b"GET"
         self.client_http_11 = True
@@ -134,14 +213,23 @@ class ResponseWriter:
         raise h11.LocalProtocolError(f"can't send {kind.__name__}")
 
     def send_response(
-        self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        reason: bytes | None = None,
+        *,
+        close: bool = False,
     ) -> bytes:
-        """``send(h11.Response(...))`` without building and validating the event first."""
+        """``send(h11.Response(...))`` without building and validating the event first.
+
+        The server's default headers are added unless ``headers`` set them;
+        ``close`` ends the connection after this response.
+        """
         if self.our_state is not h11.SEND_RESPONSE:
             self.our_state = h11.ERROR
             raise h11.LocalProtocolError("can't send a response now")
         try:
-            data = self.response(status, headers, reason)
+            data = self.response(status, headers, reason, close=close)
         except h11.LocalProtocolError:
             self.our_state = h11.ERROR
             raise
@@ -174,18 +262,31 @@ class ResponseWriter:
         lines = [validated_header(name, value)[1] for name, value in event.headers.raw_items()]
         return _head(event.status_code, event.reason, lines)
 
-    def response(self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes) -> bytes:
+    def response(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        reason: bytes | None,
+        *,
+        close: bool = False,
+    ) -> bytes:
         """The response head; decides the framing of the body that follows."""
         if type(status) is not int or not 200 <= status <= 999:
             raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
+        defaults = self.defaults
+        special = defaults.special
         # The header lines to write, in order.
         kept: list[bytes] = []
+        # Default header names the response sets itself (rarely any).
+        seen: set[bytes] | None = None
         lengths: set[bytes] = set()
         chunked = False
-        close = not self.keep_alive
+        close = close or not self.keep_alive
         for name, value in headers:
             lowered, line = validated_header(name, value)
-            if lowered == b"content-length":
+            if lowered not in special:
+                kept.append(line)
+            elif lowered == b"content-length":
                 if value.isdigit() and len(value) <= 20:  # the usual single length
                     lengths.add(value)
                 else:
@@ -196,15 +297,13 @@ class ResponseWriter:
                         lengths.add(part)
                 if len(lengths) != 1:
                     raise h11.LocalProtocolError("conflicting Content-Length headers")
-                continue
-            if lowered == b"transfer-encoding":
+            elif lowered == b"transfer-encoding":
                 if chunked or value.lower() != b"chunked":
                     raise h11.LocalProtocolError(
                         "Only Transfer-Encoding: chunked is supported", error_status_hint=501
                     )
                 chunked = True
-                continue
-            if lowered == b"connection":
+            elif lowered == b"connection":
                 tokens = {token.strip().lower() for token in value.split(b",")}
                 if b"close" in tokens:
                     close = True
@@ -212,8 +311,15 @@ class ResponseWriter:
                 tokens.discard(b"close")
                 if tokens:
                     kept.append(b"%s: %s\r\n" % (name, b", ".join(sorted(tokens))))
-                continue
-            kept.append(line)
+            else:  # a default header the app sets itself
+                kept.append(line)
+                if seen is None:
+                    seen = set()
+                seen.add(lowered)
+        if seen is None:
+            kept.append(defaults.block())
+        else:
+            kept.extend(defaults.lines_without(seen))
         method = self.request_method
         # Like h11: the headers of a response to HEAD say what GET would
         # have had; 204, 304 and 2xx to CONNECT have no body whatever they say.
@@ -266,15 +372,18 @@ class ResponseWriter:
         return b""
 
 
-def _head(status: int, reason: bytes, lines: list[bytes]) -> bytes:
+def _head(status: int, reason: bytes | None, lines: list[bytes]) -> bytes:
     """Status line and header block; the header lines are validated already."""
-    status_line = _status_lines.get((status, reason))
+    key = (status, reason)
+    status_line = _status_lines.get(key)
     if status_line is None:
-        if _reason(reason) is None:
+        if reason is None:  # the usual phrase
+            reason = _REASONS.get(status, b"")
+        elif _reason(reason) is None:
             raise h11.LocalProtocolError(f"Illegal reason phrase {reason!r}")
         status_line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         if len(_status_lines) < _VALIDATED_MAX:
-            _status_lines[status, reason] = status_line
+            _status_lines[key] = status_line
     lines.insert(0, status_line)
     lines.append(b"\r\n")
     return b"".join(lines)

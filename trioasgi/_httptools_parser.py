@@ -26,7 +26,7 @@ import h11
 import httptools
 
 from ._h11_events import validated_request
-from ._http_writer import ResponseWriter, validated_header
+from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter, validated_header
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -57,7 +57,11 @@ class HttptoolsConnection:
     """A server-side HTTP/1.1 connection parsed by httptools, speaking h11's interface."""
 
     def __init__(
-        self, *, max_incomplete_event_size: int = 16 * 1024, max_fields: int = DEFAULT_MAX_FIELDS
+        self,
+        *,
+        max_incomplete_event_size: int = 16 * 1024,
+        max_fields: int = DEFAULT_MAX_FIELDS,
+        defaults: DefaultHeaders = NO_DEFAULT_HEADERS,
     ) -> None:
         self._max_head = max_incomplete_event_size
         self._max_fields = max_fields
@@ -67,7 +71,7 @@ class HttptoolsConnection:
         # A list, not a deque: a deque preallocates ~600 bytes, and an idle
         # connection holds its parser for as long as it stays open.
         self._events: list[Any] = []
-        self._writer = writer = ResponseWriter()
+        self._writer = writer = ResponseWriter(defaults)
         self.send = writer.send
         self.send_response = writer.send_response
         self.send_body = writer.send_body

@@ -14,7 +14,7 @@ from typing import Any
 import h11
 
 from ._config import Config
-from ._http_writer import ResponseWriter
+from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
 
 class H11Connection:
@@ -28,10 +28,12 @@ class H11Connection:
     unparsed bytes to a fresh ``h11.Connection`` instead.
     """
 
-    def __init__(self, max_incomplete_event_size: int) -> None:
+    def __init__(
+        self, max_incomplete_event_size: int, defaults: DefaultHeaders = NO_DEFAULT_HEADERS
+    ) -> None:
         self._max_size = max_incomplete_event_size
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
-        self._writer = writer = ResponseWriter()
+        self._writer = writer = ResponseWriter(defaults)
         self.send = writer.send
         self.send_response = writer.send_response
         self.send_body = writer.send_body
@@ -86,13 +88,17 @@ def resolve_parser(choice: str) -> str:
     return choice
 
 
-def new_parser(config: Config, parser: str) -> Any:
-    """A fresh server-side connection state for the resolved ``parser`` name."""
+def new_parser(config: Config, parser: str, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -> Any:
+    """A fresh server-side connection state for the resolved ``parser`` name.
+
+    ``defaults`` are the headers its responses get unless they set them.
+    """
     if parser == "httptools":
         from ._httptools_parser import HttptoolsConnection
 
         return HttptoolsConnection(
             max_incomplete_event_size=config.h11_max_incomplete_event_size,
             max_fields=config.limit_request_fields,
+            defaults=defaults,
         )
-    return H11Connection(config.h11_max_incomplete_event_size)
+    return H11Connection(config.h11_max_incomplete_event_size, defaults)

@@ -22,6 +22,19 @@ def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return stream.socket if type(stream) is trio.SocketStream else None
 
 
+def read_ready(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE) -> bytes | None:
+    """What has already arrived on a plain socket, without waiting: None if nothing has.
+
+    EOF and errors are ``b""``, as in :func:`read_socket`.
+    """
+    try:
+        return os.read(sock.fileno(), max_bytes)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 async def read_socket(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE) -> bytes:
     """One read from a plain socket: what ``SocketStream.receive_some`` does, less its layers.
 
