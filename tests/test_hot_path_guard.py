@@ -10,12 +10,16 @@ scope, or splits a response into several writes fails here on any machine.
 
 from __future__ import annotations
 
+import os
+import types
+
 import pytest
 import trio
 import trio.testing
 
 import trioasgi
 from tests.conftest import running_server
+from trioasgi import _socket_io
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
 
@@ -162,22 +166,63 @@ async def test_keep_alive_request_over_memory_streams(
     assert stream.receives - receives == REQUESTS
 
 
-async def test_keep_alive_request_over_a_loopback_socket() -> None:
+class SyscallCounter:
+    """Counts the server's reads and writes of plain sockets (``_socket_io`` makes them all)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.active = False
+        self.reads = self.reads_with_data = self.writes = 0
+
+        def read(fd: int, size: int) -> bytes:
+            data = os.read(fd, size)  # raises BlockingIOError if nothing is there
+            if self.active:
+                self.reads += 1
+                self.reads_with_data += bool(data)
+            return data
+
+        def write(fd: int, data) -> int:
+            if self.active:
+                self.writes += 1
+            return os.write(fd, data)
+
+        def counting(fn):
+            def call(*args):
+                try:
+                    return fn(*args)
+                except BlockingIOError:
+                    if self.active and fn is read:
+                        self.reads += 1
+                    raise
+
+            return call
+
+        monkeypatch.setattr(
+            _socket_io, "os", types.SimpleNamespace(read=counting(read), write=counting(write))
+        )
+
+
+async def test_keep_alive_request_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     counter = StepCounter(lambda task: task.name.endswith("_handle_connection"))
+    syscalls = SyscallCounter(monkeypatch)
     async with running_server(hello, access_log=False) as server:
         client = await server.connect()
         async with client:
             await _one_request(client)
             await trio.testing.wait_all_tasks_blocked()
             trio.lowlevel.add_instrument(counter)
-            counter.active = True
+            counter.active = syscalls.active = True
             for _ in range(REQUESTS):
                 await _one_request(client)
             await trio.testing.wait_all_tasks_blocked()
-            counter.active = False
+            counter.active = syscalls.active = False
             trio.lowlevel.remove_instrument(counter)
     assert counter.steps <= MAX_TASK_STEPS * REQUESTS
     assert counter.spawns == 0
+    # One write per response; one read that finds the request, after at
+    # most one that finds nothing yet (the client sends only once answered).
+    assert syscalls.writes == REQUESTS
+    assert syscalls.reads_with_data == REQUESTS
+    assert syscalls.reads <= 2 * REQUESTS
 
 
 #: Coroutine frames of an idle keep-alive connection's task, trio's own

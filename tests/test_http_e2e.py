@@ -398,3 +398,45 @@ async def test_json_body_round_trip_with_httpx() -> None:
     async with running_server(apps.echo) as server, httpx.AsyncClient() as client:
         response = await client.post(server.url, json={"a": [1, 2, 3]})
     assert json.loads(response.content) == {"a": [1, 2, 3]}
+
+
+async def test_two_tasks_sending_at_once_cannot_interleave_their_bytes(caplog) -> None:
+    # The body is larger than the socket buffers and the client reads only
+    # once the second task has tried to send: the first task is still
+    # waiting for the socket when the second one calls send().
+    size = 8 * 1024 * 1024
+    errors = []
+    second_tried = trio.Event()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        async def send_body(fill: bytes) -> None:
+            try:
+                await send({"type": "http.response.body", "body": fill * size, "more_body": True})
+            except trio.BusyResourceError as exc:
+                errors.append(exc)
+                raise
+            finally:
+                if fill == b"b":
+                    second_tried.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_body, b"a")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(send_body, b"b")
+
+    caplog.set_level(logging.ERROR, logger="trioasgi.error")
+    async with running_server(app) as server:
+        stream = await server.connect()
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await second_tried.wait()
+            data = await read_until_closed(stream, limit=4 * size)
+    assert len(errors) == 1
+    body = data.partition(b"\r\n\r\n")[2]
+    # What arrived before the connection was cut is the first task's alone.
+    size_line, _, chunk = body.partition(b"\r\n")
+    assert int(size_line, 16) == size
+    assert chunk and chunk.strip(b"a") == b""
+    assert "Exception in ASGI application" in caplog.text

@@ -204,7 +204,7 @@ async def test_malformed_chunked_body_gets_400_and_the_app_sees_disconnect() -> 
 
 async def test_reading_a_plain_socket_directly() -> None:
     """The direct read: data, then waiting, then EOF; a closed socket reads as EOF."""
-    from trioasgi._socket_read import read_socket as _read_socket
+    from trioasgi._socket_io import read_socket as _read_socket
 
     left, right = trio.socket.socketpair()
     with left, right:

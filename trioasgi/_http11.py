@@ -29,7 +29,7 @@ from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._parsers import new_parser
-from ._socket_read import RECEIVE_SIZE, plain_socket, read_ready, read_socket
+from ._socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ._strict import Rejection, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
@@ -65,7 +65,6 @@ class HTTPConnection:
         "_fresh",
         "_idle_scope",
         "_linger",
-        "_plain_socket",
         "_read_done",
         "_reading",
         "_timeouts",
@@ -74,6 +73,7 @@ class HTTPConnection:
         "client",
         "ctx",
         "h11",
+        "plain_socket",
         "proxy_trusted",
         "scheme",
         "server",
@@ -120,8 +120,8 @@ class HTTPConnection:
         self._read_done: trio.Event | None = None
         # Whether closing must wait for the client to stop sending (see _close).
         self._linger = False
-        # A plain (not TLS) socket is read directly: see _read_socket.
-        self._plain_socket = plain_socket(stream)
+        # A plain (not TLS) socket is read and written directly (see _socket_io).
+        self.plain_socket = plain_socket(stream)
         self._websocket_enabled = ctx.config.ws != "none"
         self._websocket: WebSocketSession | None = None
 
@@ -284,7 +284,7 @@ class HTTPConnection:
         True if bytes were read, False at EOF, None if nothing is there yet
         (or the stream is not a plain socket, or another task is reading).
         """
-        sock = self._plain_socket
+        sock = self.plain_socket
         if sock is None or self._reading:
             return None
         data = read_ready(sock)
@@ -294,20 +294,21 @@ class HTTPConnection:
             self.h11.receive_data(data)
         return bool(data)
 
-    async def receive_into_h11(self) -> bool:
+    async def receive_into_h11(self, *, nothing_there: bool = False) -> bool:
         """Read once from the socket into h11; False once the peer has closed.
 
         Concurrent callers are serialized: the second waits for the first's
         read rather than reading the socket at the same time.
+        ``nothing_there``: a read just found nothing, wait before reading.
         """
         while self._reading:
             assert self._read_done is not None
             await self._read_done.wait()
         self._reading = True
         try:
-            sock = self._plain_socket
+            sock = self.plain_socket
             if sock is not None:
-                data = await read_socket(sock)
+                data = await read_socket(sock, wait_first=nothing_there)
             else:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -405,7 +406,7 @@ class HTTPConnection:
             self._idle_scope = scope
             if self.shutting_down:
                 self._end_idle_wait(scope)
-            got_data = await self.receive_into_h11()
+            got_data = await self.receive_into_h11(nothing_there=got_data is None)
             self._idle_scope = None
             event = h11conn.next_event()
             if event is h11.NEED_DATA and got_data and not fresh:

@@ -26,6 +26,7 @@ from ._access_log import format_access_line
 from ._h11_events import header_list
 from ._logging import access_logger, logger
 from ._proxy import forwarded_client_and_scheme
+from ._socket_io import write_socket
 
 if TYPE_CHECKING:
     from ._http11 import HTTPConnection
@@ -72,6 +73,7 @@ class RequestCycle:
         "_response",
         "_response_complete",
         "_stashed_event",
+        "_writing",
         "body_bytes",
         "conn",
         "disconnected",
@@ -96,6 +98,7 @@ class RequestCycle:
         self._response_complete: trio.Event | None = None
         self._pending_head = b""
         self._head_written = False
+        self._writing = False
         self._discard_body = request.method == b"HEAD"
         # Request body bookkeeping.
         self._body_complete = False
@@ -321,9 +324,11 @@ class RequestCycle:
         if not more_body:
             self._response = _ResponseState.COMPLETE
         if data:
+            # From the first byte written the head may be on the wire, even
+            # if this write is cancelled: no 500 may follow it.
+            self._head_written = True
             if not await self._write(data):
                 raise ClientDisconnected("the client has disconnected")
-            self._head_written = True
         if not more_body:
             if h11conn.our_state is h11.MUST_CLOSE:
                 self.keep_alive = False
@@ -332,11 +337,22 @@ class RequestCycle:
 
     async def _write(self, data: bytes) -> bool:
         """Hand bytes to the socket; False if the client is gone."""
+        if self._writing:
+            # Two tasks of the app sending at once: their bytes would interleave.
+            raise trio.BusyResourceError("another task is sending on this response")
+        self._writing = True
+        conn = self.conn
         try:
-            await self.conn.stream.send_all(data)
+            sock = conn.plain_socket
+            if sock is not None:
+                await write_socket(sock, data)
+            else:
+                await conn.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._mark_disconnected()
             return False
+        finally:
+            self._writing = False
         return True
 
     def _log_access(self) -> None:

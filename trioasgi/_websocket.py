@@ -43,7 +43,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
 from ._logging import TRACE, access_logger, logger
-from ._socket_read import RECEIVE_SIZE, plain_socket, read_socket
+from ._socket_io import RECEIVE_SIZE, plain_socket, read_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
 
 if TYPE_CHECKING:

@@ -1,9 +1,12 @@
-"""Reading a plain socket directly, below ``trio.SocketStream``'s layers.
+"""Reading and writing a plain socket directly, below ``trio.SocketStream``'s layers.
 
 The connection and the WebSocket session read through :func:`read_socket`
 when their stream is a plain ``trio.SocketStream`` (TLS streams keep their
 own ``receive_some``): fewer coroutine layers for every idle connection to
 hold, and no scheduler step to read bytes that have already arrived.
+Responses are written with :func:`write_socket`, ``send_all`` without its
+context managers and memoryview slicing: one write and one checkpoint for
+a response that fits the socket's buffer.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ def read_ready(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE) -> b
         return b""
 
 
-async def read_socket(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE) -> bytes:
+async def read_socket(
+    sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE, *, wait_first: bool = False
+) -> bytes:
     """One read from a plain socket: what ``SocketStream.receive_some`` does, less its layers.
 
     ``os.read`` on the non-blocking socket, and ``wait_readable`` only when
@@ -47,7 +52,11 @@ async def read_socket(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZ
     fd is looked up each time, so a socket closed meanwhile reads as EOF
     (``fileno()`` is -1) rather than reading a reused descriptor, and trio
     wakes a waiter on a socket it closes with ``ClosedResourceError``.
+    ``wait_first`` skips the first read, for a caller that has just found
+    nothing there (:func:`read_ready`).
     """
+    if wait_first and sock.fileno() != -1:
+        await trio.lowlevel.wait_readable(sock)
     while True:
         try:
             return os.read(sock.fileno(), max_bytes)
@@ -55,3 +64,37 @@ async def read_socket(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZ
             await trio.lowlevel.wait_readable(sock)
         except OSError:
             return b""
+
+
+async def write_socket(sock: trio.socket.SocketType, data: bytes) -> None:
+    """``SocketStream.send_all(data)`` on a plain socket, with one checkpoint when it fits.
+
+    Like trio's own sends: the write is tried at once, then the task yields
+    (cancellation is honoured before the write, not after it), and only a
+    write the socket's buffer cannot take waits for the socket to drain.
+    Raises ``trio.BrokenResourceError`` if the peer is gone and
+    ``trio.ClosedResourceError`` if the socket was closed. The caller makes
+    sure only one task writes at a time.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    sent = _write_some(sock, data)
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    if sent == len(data):
+        return
+    view = memoryview(data)
+    while sent < len(data):
+        await trio.lowlevel.wait_writable(sock)
+        sent += _write_some(sock, view[sent:])
+
+
+def _write_some(sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
+    """One non-blocking write: how much the socket took (0 if none)."""
+    fd = sock.fileno()
+    if fd == -1:
+        raise trio.ClosedResourceError("the socket was closed")
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
