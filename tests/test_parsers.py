@@ -10,9 +10,11 @@ import h11
 import pytest
 import trio
 
+import trioasgi
 from tests import apps
 from tests.conftest import MemoryConnection
 from trioasgi._http_writer import ResponseWriter
+from trioasgi._parsers import new_parser
 
 _HOST = b"Host: x\r\n"
 _FOLLOW_UP = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -232,3 +234,31 @@ def test_writer_refuses_sending_out_of_order() -> None:
     with pytest.raises(h11.LocalProtocolError):
         writer.send(h11.Data(data=b"x"))
     assert writer.our_state is h11.ERROR
+
+
+def test_needs_data_is_true_only_when_next_event_would_need_data(http_parser: str) -> None:
+    parser = new_parser(trioasgi.Config(), http_parser)
+    assert parser.needs_data()
+    assert parser.next_event() is h11.NEED_DATA
+    parser.receive_data(b"GET / HTTP/1.1\r\n")  # half a head
+    assert not parser.needs_data()
+    assert parser.next_event() is h11.NEED_DATA  # asked, it still needs more
+    parser.receive_data(b"Host: x\r\n\r\nGET /second HTTP/1.1\r\n")
+    assert not parser.needs_data()
+    assert type(parser.next_event()) is h11.Request
+    assert type(parser.next_event()) is h11.EndOfMessage
+    parser.send_response(200, [(b"content-length", b"0")])
+    parser.send_body(b"", True)
+    parser.start_next_cycle()
+    # The pipelined request's first line: h11 holds it unparsed, llhttp has
+    # parsed it already; either way "needs data" never hides an event.
+    if parser.needs_data():
+        assert parser.next_event() is h11.NEED_DATA
+    parser.receive_data(b"Host: x\r\n\r\n")
+    assert not parser.needs_data()
+    assert type(parser.next_event()) is h11.Request
+
+    closed = new_parser(trioasgi.Config(), http_parser)
+    closed.receive_data(b"")
+    assert not closed.needs_data()
+    assert type(closed.next_event()) is h11.ConnectionClosed

@@ -168,14 +168,23 @@ class HTTPConnection:
                     return None
                 if scope.cancel_called:
                     return pending
-            head = await self._accept_request(pending)
+            if type(pending) is not h11.Request:
+                if isinstance(pending, h11.RemoteProtocolError):
+                    await self.send_error(pending.error_status_hint, str(pending))
+                # ConnectionClosed; nothing else can come before a request.
+                return None
+            request = pending
             # Nothing of the last request may stay reachable while the
             # connection waits, perhaps for long, for the next one.
             pending = None
-            if head is None:
+            # One list of the headers serves the checks and the scope.
+            headers = header_list(request)
+            rejection = self._rejection(request, headers)
+            if rejection is not None:
+                await self.send_error(rejection.status, rejection.reason)
                 return None
-            keep_going = await self._respond(*head)
-            head = None
+            keep_going = await self._respond(request, headers)
+            request = headers = None
             if not keep_going:
                 return None
 
@@ -325,8 +334,9 @@ class HTTPConnection:
     async def _next_head_event(self) -> _HeadEvent | None:
         """The parser's next event at the start of a request (waited for), or None to close."""
         config = self.ctx.config
+        h11conn = self.h11
         try:
-            event = self.h11.next_event()
+            event = h11.NEED_DATA if h11conn.needs_data() else h11conn.next_event()
             if event is h11.NEED_DATA:
                 return await self._wait_for_request_head(
                     config.timeout_keep_alive, config.timeout_request_header
@@ -335,26 +345,16 @@ class HTTPConnection:
             return exc
         return event
 
-    async def _accept_request(
-        self, event: _HeadEvent
-    ) -> tuple[h11.Request, list[tuple[bytes, bytes]]] | None:
-        """The request and its headers as a list if the app may see it; else answer, None."""
-        if type(event) is h11.Request:
-            # One list of the headers serves the checks and the scope.
-            headers = header_list(event)
-            rejection = check_request(
-                event.method, event.target, event.http_version, headers, self.ctx.request_limits
-            )
-            if rejection is None and self._over_capacity():
-                rejection = Rejection(503, "too many connections")
-            if rejection is not None:
-                await self.send_error(rejection.status, rejection.reason)
-                return None
-            return event, headers
-        if isinstance(event, h11.RemoteProtocolError):
-            await self.send_error(event.error_status_hint, str(event))
-        # ConnectionClosed; nothing else can come before a request.
-        return None
+    def _rejection(
+        self, request: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> Rejection | None:
+        """Why the app may not see this request (answered, then closed), or None."""
+        rejection = check_request(
+            request.method, request.target, request.http_version, headers, self.ctx.request_limits
+        )
+        if rejection is None and self._over_capacity():
+            rejection = Rejection(503, "too many connections")
+        return rejection
 
     def _over_capacity(self) -> bool:
         limit = self.ctx.config.limit_concurrency

@@ -118,6 +118,15 @@ class HttptoolsConnection:
         else:
             self._closed = True
 
+    def needs_data(self) -> bool:
+        """Whether ``next_event`` would surely say NEED_DATA: nothing unparsed, peer open."""
+        return (
+            not self._buffer
+            and not self._events
+            and not self._closed
+            and self._their_state is h11.IDLE
+        )
+
     def next_event(self) -> Any:
         state = self._their_state
         if state is h11.DONE or state is h11.MUST_CLOSE:

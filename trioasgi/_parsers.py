@@ -58,6 +58,19 @@ class H11Connection:
     def trailing_data(self) -> tuple[bytes, bool]:
         return self._h11.trailing_data
 
+    def needs_data(self) -> bool:
+        """Whether ``next_event`` would surely say NEED_DATA: nothing unparsed, peer open.
+
+        Cheaper than asking h11 to look, which is most of the time what
+        happens between two keep-alive requests.
+        """
+        conn = self._h11
+        return (
+            not conn._receive_buffer  # h11 internals: see _h11_events
+            and not conn._receive_buffer_closed
+            and conn.their_state is h11.IDLE
+        )
+
     def next_event(self) -> Any:
         event = self._h11.next_event()
         if type(event) is h11.Request:
