@@ -23,15 +23,14 @@ class H11Connection:
     h11's own ``send`` validates and rebuilds every response event twice and
     walks its state machine for each; the writer applies the same rules in
     a fraction of the time (it is most of the difference between h11's
-    throughput and a bare h11 loop). h11 never sees our responses, so it
-    cannot start the next cycle itself: :meth:`start_next_cycle` hands the
-    unparsed bytes to a fresh ``h11.Connection`` instead.
+    throughput and a bare h11 loop). h11 never sees our responses, so
+    :meth:`start_next_cycle` tells its state machine that the response is
+    done before asking it to start the next cycle.
     """
 
     def __init__(
         self, max_incomplete_event_size: int, defaults: DefaultHeaders = NO_DEFAULT_HEADERS
     ) -> None:
-        self._max_size = max_incomplete_event_size
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
         self._writer = writer = ResponseWriter(defaults)
         self.send = writer.send
@@ -78,16 +77,16 @@ class H11Connection:
         return event
 
     def start_next_cycle(self) -> None:
-        if self.our_state is not h11.DONE or self.their_state is not h11.DONE:
+        writer = self._writer
+        if writer.our_state is not h11.DONE or not writer.keep_alive:
             raise h11.LocalProtocolError("not in a reusable state")
-        data, closed = self._h11.trailing_data
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_size)
-        self.receive_data = self._h11.receive_data
-        if data:
-            self._h11.receive_data(data)
-        if closed:
-            self._h11.receive_data(b"")
-        self._writer.reset()
+        conn = self._h11
+        # h11 never saw our response: its server side is told it is done
+        # (h11 internals, pinned like those in _h11_events), then h11 checks
+        # the client side and keeps any pipelined bytes where they are.
+        conn._cstate.states[h11.SERVER] = h11.DONE
+        conn.start_next_cycle()
+        writer.reset()
 
 
 def httptools_available() -> bool:
