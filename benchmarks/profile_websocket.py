@@ -3,10 +3,17 @@
 Drives one :class:`trioasgi._http11.HTTPConnection` in-process: an upgrade
 request, then a closed loop of small masked text frames, each sent only
 once the echo of the previous one was written (like one client connection
-of ``benchmarks.wsload``). The stream is a fake: a read waits (a real
-scheduler wake-up, like a socket's) until the "client" has a frame, and
-the client's side runs inside ``send_all``, so the process's CPU is the
-server's own Python plus trio. It prints, medians of interleaved runs::
+of ``benchmarks.wsload``). No client task: the client's side runs inside
+the server's write, so the process's CPU is the server's Python plus trio.
+Two kinds of stream, interleaved:
+
+* ``socket``: a ``trio.SocketStream`` over a socketpair, the production
+  path for plain TCP (the client answers each echo as soon as the app's
+  ``send`` returns, so the next read finds its frame waiting);
+* ``stream``: a fake stream that is not a plain socket (the path TLS
+  takes); a read waits, one scheduler wake-up, until the client's frame.
+
+It prints, medians of interleaved runs::
 
     python -m benchmarks.profile_websocket              # µs/message, steps, calls
     python -m benchmarks.profile_websocket --profile 25 # plus a cProfile top 25
@@ -22,6 +29,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import socket
 import statistics
 import time
 from dataclasses import dataclass
@@ -140,33 +148,83 @@ class Run:
     receives_per_message: float
 
 
-async def echo_session(messages: int, counter: StepCounter | None = None) -> EchoClientStream:
-    """One WebSocket session of ``messages`` echoes, through the benchmark app."""
-    stream = EchoClientStream(messages)
+class SocketClient:
+    """The client end of a socketpair, answering each echo from inside the app's ``send``."""
+
+    def __init__(self, sock: socket.socket, messages: int) -> None:
+        self.sock = sock
+        self.left = messages
+        self.echoes = 0
+        self.sends = 0  # the server's writes seen: one per accept, echo and close
+        self._frame = client_frame(Opcode.TEXT, MESSAGE)
+
+    def answer(self, message_type: str) -> None:
+        data = self.sock.recv(65536)
+        self.sends += 1
+        if message_type == "websocket.accept":
+            assert data.startswith(b"HTTP/1.1 101 "), data
+            self.sock.sendall(self._frame)
+            return
+        assert data == ECHO, data
+        self.echoes += 1
+        self.left -= 1
+        self.sock.sendall(self._frame if self.left else client_frame(Opcode.CLOSE, CLOSE_PAYLOAD))
+
+    def app(self, scope, receive, send):
+        async def send_and_answer(message) -> None:
+            await send(message)
+            if message["type"] in ("websocket.accept", "websocket.send"):
+                self.answer(message["type"])
+
+        return benchmark_app(scope, receive, send_and_answer)
+
+
+def _connection(stream: trio.abc.Stream, app) -> HTTPConnection:
     config = trioasgi.Config(access_log=False, ws_per_message_deflate=False)
-    connection = HTTPConnection(
+    return HTTPConnection(
         stream,
-        ServerContext(app=benchmark_app, config=config),
+        ServerContext(app=app, config=config),
         client=("127.0.0.1", 50000),
         server=("127.0.0.1", 8000),
     )
-    if counter is not None:
-        trio.lowlevel.add_instrument(counter)
-    await connection.run()
-    assert stream.echoes == messages, (stream.echoes, messages)
-    return stream
 
 
-def measure(messages: int) -> Run:
+async def echo_session(
+    kind: str, messages: int, counter: StepCounter | None = None
+) -> tuple[int, int]:
+    """One WebSocket session of ``messages`` echoes through the benchmark app: (sends, receives)."""
+    if kind == "stream":
+        stream = EchoClientStream(messages)
+        connection = _connection(stream, benchmark_app)
+        if counter is not None:
+            trio.lowlevel.add_instrument(counter)
+        await connection.run()
+        assert stream.echoes == messages, (stream.echoes, messages)
+        return stream.sends, stream.receives
+    server_sock, client_sock = socket.socketpair()
+    client = SocketClient(client_sock, messages)
+    client_sock.sendall(UPGRADE)
+    with client_sock:
+        connection = _connection(
+            trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)), client.app
+        )
+        if counter is not None:
+            trio.lowlevel.add_instrument(counter)
+        await connection.run()
+    assert client.echoes == messages, (client.echoes, messages)
+    return client.sends, -1  # reads are os.read calls on this path, not counted
+
+
+def measure(kind: str, messages: int) -> Run:
     counter = StepCounter()
     start = time.process_time()
-    stream = trio.run(echo_session, messages, counter)
+    sends, receives = trio.run(echo_session, kind, messages, counter)
     elapsed = time.process_time() - start
     return Run(
         elapsed / messages * 1e6,
         counter.steps / messages,
-        stream.sends / messages,
-        stream.receives / messages,
+        sends / messages,
+        receives / messages,
     )
 
 
@@ -176,22 +234,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N")
     args = parser.parse_args()
-    measure(500)  # warm-up: imports and caches
-    runs = [measure(args.messages) for _ in range(args.runs)]
-    us = [r.us_per_message for r in runs]
-    print(
-        f"{statistics.median(us):6.1f} µs/message (min {min(us):.1f}, max {max(us):.1f}, "
-        f"{args.runs} runs of {args.messages})"
-    )
-    last = runs[-1]
-    print(
-        f"{last.steps_per_message:.2f} task steps, {last.sends_per_message:.2f} send_all, "
-        f"{last.receives_per_message:.2f} receive_some per message (all tasks)"
-    )
+    kinds = ["socket", "stream"]
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
+    for kind in kinds:  # warm-up: imports and caches
+        measure(kind, 500)
+    for _ in range(args.runs):
+        for kind in kinds:
+            runs[kind].append(measure(kind, args.messages))
+    for kind in kinds:
+        us = [r.us_per_message for r in runs[kind]]
+        last = runs[kind][-1]
+        reads = f", {last.receives_per_message:.2f} receive_some" if kind == "stream" else ""
+        print(
+            f"{kind:>7}: {statistics.median(us):6.1f} µs/message (min {min(us):.1f}, "
+            f"max {max(us):.1f}, {args.runs} runs of {args.messages}); per message "
+            f"{last.steps_per_message:.2f} task steps (all tasks), "
+            f"{last.sends_per_message:.2f} writes{reads}"
+        )
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(trio.run, echo_session, args.messages)
-        print(f"\n--- top {args.profile} by own time ---")
+        profiler.runcall(trio.run, echo_session, "socket", args.messages)
+        print(f"\n--- socket: top {args.profile} by own time ---")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
 
 

@@ -2,23 +2,29 @@
 
 :class:`WebSocketSession` takes over an HTTP connection whose request asked
 for an upgrade. The app runs in the connection's own task, as an HTTP
-request does. Once it accepts, the session's nursery also runs
+request does, and, as there, the socket is read on demand: the app's
+``receive()`` reads and parses the frames itself when no message is waiting
+(no reader task, so an echoed message costs two scheduler steps: the wake-up
+with the frame and the checkpoint of the echo's write). While the app is not
+receiving nobody reads, and TCP holds the peer back.
 
-* the reader, which feeds wsproto and puts whole messages into a small
-  bounded channel: when the app stops receiving, the channel fills, the
-  reader stops reading and TCP holds the peer back;
-* the keepalive task, which pings the peer every ``ws_ping_interval`` and
-  fails the connection (1011) if no pong comes within ``ws_ping_timeout``,
-  and which sends the 1012 close frame when the server shuts down.
+Reading is a turn that one task holds at a time (:meth:`_read_turn`): the
+app's ``receive()``; the keepalive task while it waits for a pong and the
+app is not reading (messages it reads wait in a small queue, bounded in
+count and bytes, and it stops reading when that is full); and the closing
+handshake once our close frame is out. The keepalive task also pings the
+peer every ``ws_ping_interval``, fails the connection (1011) if no pong comes
+within ``ws_ping_timeout``, sends the 1012 close frame when the server
+shuts down, and closes the socket if the peer does not answer a close frame
+within ``CLOSE_TIMEOUT``.
 
 Every write goes through one lock, with wsproto's ``send`` inside it, so
 frames leave in the order their (possibly compressed) bytes were made. The
 app's ``websocket.send`` returns once its frame is handed to the socket.
 
 The ASGI side is an explicit state machine (:class:`_State`). Once the
-connection is over, for whatever reason, the send side of the message
-channel is closed: the app receives what is left and then one
-``websocket.disconnect`` with the close code.
+connection is over, for whatever reason, the app receives what is left in
+the queue and then one ``websocket.disconnect`` with the close code.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -43,7 +52,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
 from ._logging import TRACE, access_logger, logger
-from ._socket_io import RECEIVE_SIZE, plain_socket, read_socket
+from ._socket_io import RECEIVE_SIZE, plain_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
 
 if TYPE_CHECKING:
@@ -52,7 +61,7 @@ if TYPE_CHECKING:
     from ._http11 import HTTPConnection
 
 
-#: Whole messages waiting for the app's ``receive()``; past this the reader stops.
+#: Whole messages read ahead of the app's ``receive()``; past this nobody reads.
 MESSAGE_QUEUE_SIZE = 4
 #: ... and their size: past this, only one message (of any allowed size) may wait.
 MESSAGE_QUEUE_BYTES = 1024 * 1024
@@ -90,26 +99,37 @@ class WebSocketSession:
         self.handshake = ServerHandshake(request, conn.ctx)
         self.ws = self.handshake.ws
         self.scope = websocket_scope(conn, request)
-        self._trailing = trailing
         self._state = _State.HANDSHAKE
         self._connect_delivered = False
         self._accepted = False
-        self._protocol_error = False
+        # The frames layer once accepted (wsproto's ``Connection``, no handshake wrapper).
+        self._frames: Connection | None = None
         self._send_lock = _WriteLock()
-        self._to_app, self._from_peer = trio.open_memory_channel[dict[str, Any]](MESSAGE_QUEUE_SIZE)
-        # Payload bytes waiting in that queue, and the event the reader waits
-        # on when they are too many: set when the app takes a message.
+        # Reading: bytes read with the request head, the socket if it is a plain
+        # one, the task holding the read turn, and the messages it read ahead.
+        self._unread = trailing
+        self._sock = plain_socket(self.stream)
+        self._reader = _MessageReader(self.config.ws_max_size)
+        self._reading = False
+        self._read_done: trio.Event | None = None
+        # Set while the reader waits for bytes, so that our close can wake it.
+        self._read_waiting = False
+        self._read_interrupted = False
+        self._read_scope: trio.CancelScope | None = None
+        self._more_buffered = False  # wsproto holds bytes we stopped parsing: queue full
+        self._peer_done = False  # no more frames to read: close frame, EOF or error
+        self._protocol_error = False
+        self._drained = 0
+        self._inbox: deque[dict[str, Any]] = deque()
         self._queued_bytes = 0
         self._message_taken: trio.Event | None = None
         self._close_code: int | None = None
         self._close_reason = ""
         self._nursery: trio.Nursery | None = None
-        self._reader_done = trio.Event()
-        self._reader_scope = trio.CancelScope()
-        # Keepalive bookkeeping: the pong we wait for, and whether the reader
-        # had to wait for the app meanwhile (then silence is not the peer's fault).
+        # Keepalive bookkeeping: the pong we wait for, whether reading paused
+        # for the app meanwhile (then silence is not the peer's fault), and
+        # the wait that shutdown and closing cut short.
         self._pong = trio.Event()
-        self._reader_paused = False
         self._paused_during_ping = False
         self._shutting_down = False
         self._wake_keepalive: trio.CancelScope | None = None
@@ -154,28 +174,36 @@ class WebSocketSession:
                 await self._close(NORMAL, "")
 
     async def _finish_after_app(self) -> None:
-        """Give the peer a while to answer our close frame before the socket closes."""
+        """Give the peer a while to answer our close frame, then let a last write finish."""
         if self._accepted:
             with trio.move_on_after(CLOSE_TIMEOUT):
-                await self._reader_done.wait()
+                await self._read_until_peer_closes()
+            # Whoever writes (the keepalive's close frame) finishes before the
+            # nursery is cancelled: a frame cut in half would break the stream.
+            async with self._send_lock:
+                pass
 
     # -- ASGI receive -------------------------------------------------------
 
     async def receive(self) -> dict[str, Any]:
-        if not self._connect_delivered:
-            self._connect_delivered = True
-            return {"type": "websocket.connect"}
-        if self._state is _State.HANDSHAKE:
-            raise RuntimeError("receive() before websocket.accept: accept or close first")
-        try:
-            message = await self._from_peer.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return {
-                "type": "websocket.disconnect",
-                "code": self._close_code if self._close_code is not None else ABNORMAL,
-                "reason": self._close_reason,
-            }
-        self._queued_bytes -= _payload_size(message)
+        inbox = self._inbox
+        if not inbox:
+            if not self._connect_delivered:
+                self._connect_delivered = True
+                return {"type": "websocket.connect"}
+            if self._state is _State.HANDSHAKE:
+                raise RuntimeError("receive() before websocket.accept: accept or close first")
+            while not inbox:
+                if self._close_code is not None or self._peer_done:
+                    return {
+                        "type": "websocket.disconnect",
+                        "code": self._close_code if self._close_code is not None else ABNORMAL,
+                        "reason": self._close_reason,
+                    }
+                await self._read_turn()
+        message = inbox.popleft()
+        if self._queued_bytes:
+            self._queued_bytes -= _payload_size(message)
         if self._message_taken is not None:
             self._message_taken.set()
         return message
@@ -219,19 +247,25 @@ class WebSocketSession:
             deflate=self.config.ws_per_message_deflate,
             max_size=self.config.ws_max_size,
         )
+        self._frames = self.ws.connection
         self._state = _State.CONNECTED
         self._accepted = True
         self._log_access(101)
         await self._write_or_disconnect(data)
         assert self._nursery is not None
-        self._nursery.start_soon(self._read_loop)
         self._nursery.start_soon(self._keepalive)
 
     async def _send_message(self, message: dict[str, Any]) -> None:
-        text, data = message.get("text"), message.get("bytes")
-        if (text is None) == (data is None):
-            raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
-        event = TextMessage(data=text) if text is not None else BytesMessage(data=bytes(data))
+        text = message.get("text")
+        if text is not None:
+            if message.get("bytes") is not None:
+                raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
+            event: Event = TextMessage(data=text)
+        else:
+            data = message.get("bytes")
+            if data is None:
+                raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
+            event = BytesMessage(data=data if type(data) is bytes else bytes(data))
         if not await self._send_event(event):
             raise ClientDisconnected("the WebSocket is closed")
 
@@ -256,43 +290,69 @@ class WebSocketSession:
     # -- closing ----------------------------------------------------------------
 
     async def _close(self, code: int, reason: str) -> None:
-        """Send our close frame (if the connection is still open), then end it for the app.
+        """Send our close frame (if the connection is still open); the app hears ``code``.
 
-        In that order: the app, told first, could return and have the session
-        cancel the frame half-written.
+        The code is recorded first, so a ``receive()`` that reads meanwhile
+        ends with it; the session lets the frame finish before it cancels
+        anything (:meth:`_finish_after_app`). The write is shielded: it may
+        run inside a read turn that its task's owner cancels.
         """
         self._state = _State.CLOSED
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            await self._send_event(CloseConnection(code=code, reason=reason))
         self._end_for_app(code, reason)
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+            await self._send_event(CloseConnection(code=code, reason=reason))
+        self._interrupt_read()
+
+    def _interrupt_read(self) -> None:
+        """Wake a ``receive()`` (or keepalive) that waits for bytes: the app must hear the close.
+
+        On a plain socket ``notify_closing`` wakes it with ``ClosedResourceError``
+        without closing anything (no writer can wait then: our close frame is
+        out, so wsproto refuses every other frame); other streams read inside
+        a cancel scope.
+        """
+        if not self._read_waiting:
+            return
+        self._read_interrupted = True
+        if self._sock is not None:
+            trio.lowlevel.notify_closing(self._sock)
+        elif self._read_scope is not None:
+            self._read_scope.cancel()
 
     def _end_for_app(self, code: int, reason: str) -> None:
-        """The connection is over: remember why, and let the app's receive() say so."""
+        """The connection is over: remember why, and wake whoever waits for it."""
         if self._close_code is None:
             self._close_code = code
             self._close_reason = reason
         if self._state is _State.CONNECTED:
             self._state = _State.CLOSED
-        self._to_app.close()
         if self._message_taken is not None:
             self._message_taken.set()  # a reader waiting for room: there will be none
+        if self._wake_keepalive is not None:
+            self._wake_keepalive.cancel()  # it sees the closing handshake through
 
     # -- writing --------------------------------------------------------------
 
     async def _send_event(self, event: Event) -> bool:
         """Frame ``event`` and write it; False if the connection cannot carry it any more."""
         async with self._send_lock:
+            assert self._frames is not None
             try:
-                data = self.ws.send(event)
+                data = self._frames.send(event)
             except LocalProtocolError:
                 return False  # a close frame went (or came) first
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._peer_done = True
                 self._end_for_app(ABNORMAL, "")
-                self._reader_scope.cancel()
                 return False
         return True
+
+    async def _send_control(self, event: Event) -> None:
+        """A pong or a close answer, written from inside a read turn: never cut in half."""
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+            await self._send_event(event)
 
     async def _write_or_disconnect(self, data: bytes) -> None:
         async with self._send_lock:
@@ -313,119 +373,166 @@ class WebSocketSession:
 
     # -- reading ----------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        reader = _MessageReader(self.config.ws_max_size)
+    async def _read_turn(self) -> None:
+        """Read once and act on what came; if another task is reading, wait for its read."""
+        if self._reading:
+            if self._read_done is None:
+                self._read_done = trio.Event()
+            await self._read_done.wait()
+            return
+        self._reading = True
         try:
-            with self._reader_scope:
-                data, eof = self._trailing, False
-                sock = plain_socket(self.stream)
-                while await self._process(data, eof, reader):
-                    if sock is not None:
-                        data = await read_socket(sock, RECEIVE_SIZE)
-                    else:
-                        data = await self.stream.receive_some(RECEIVE_SIZE)
-                    eof = not data
-                await self._drain_after_close()
+            if self._more_buffered:
+                self._more_buffered = False
+                await self._process()
+            else:
+                data = await self._read()
+                if data is not None:
+                    await self._process(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._peer_done = True
             self._end_for_app(ABNORMAL, "")
         except Exception:
             # A bug here must cost this connection, never the server.
             logger.exception("WebSocket reader failed for %s", self.conn.client)
+            self._peer_done = True
             self._end_for_app(INTERNAL_ERROR, "")
             await trio.aclose_forcefully(self.stream)
         finally:
-            self._reader_done.set()
+            self._reading = False
+            if self._read_done is not None:
+                self._read_done.set()
+                self._read_done = None
 
-    async def _process(self, data: bytes, eof: bool, reader: _MessageReader) -> bool:
-        """Feed bytes read to wsproto; False once the connection is closing."""
-        if eof:
-            self.ws.receive_data(None)  # wsproto reports 1006
-        elif data:
-            self.ws.receive_data(data)
-        for event in self.ws.events():
-            if not await self._handle(event, reader):
-                return False
-        return True
+    async def _read(self) -> bytes | None:
+        """The next bytes from the peer, ``b""`` at EOF, None if :meth:`_interrupt_read`
+        woke us; a checkpoint either way.
 
-    async def _handle(self, event: Event, reader: _MessageReader) -> bool:
-        """Act on one wsproto event; False once we are done reading messages."""
-        if isinstance(event, Message):
-            message = reader.add(event)
-            if message is reader.TOO_BIG:
-                await self._close(MESSAGE_TOO_BIG, "message too big")
-                return False
-            if message is not None and self._close_code is None:
-                await self._pass_to_app(message)
-            return True
+        On a plain socket, ``os.read`` first and ``wait_readable`` only when
+        nothing has arrived (the wake-up is the checkpoint); bytes that were
+        already there cost a scheduler step, so that a peer that floods an
+        app that only receives cannot starve the other connections.
+        """
+        if self._unread:
+            data, self._unread = self._unread, b""
+            return data
+        sock = self._sock
+        if sock is None:
+            return await self._read_stream()
+        waited = False
+        while True:
+            try:
+                data = os.read(sock.fileno(), RECEIVE_SIZE)
+            except BlockingIOError:
+                self._read_waiting = True
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    if not self._read_interrupted:
+                        raise
+                    self._read_interrupted = False
+                    return None
+                finally:
+                    self._read_waiting = False
+                waited = True
+                continue
+            except OSError:
+                data = b""
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def _read_stream(self) -> bytes | None:
+        """:meth:`_read` for a stream that is not a plain socket (TLS)."""
+        self._read_waiting = True
+        try:
+            with trio.CancelScope() as self._read_scope:
+                return await self.stream.receive_some(RECEIVE_SIZE)
+        finally:
+            self._read_waiting = False
+            self._read_scope = None
+        self._read_interrupted = False
+        return None
+
+    async def _process(self, data: bytes | None = None) -> None:
+        """Feed ``data`` to wsproto and act on its events, until the queue is full."""
+        frames = self._frames
+        assert frames is not None
+        if self._close_code is not None and self._protocol_error:
+            self._drop(data)  # wsproto cannot parse this peer: read and drop until EOF
+            return
+        if data is not None:
+            if self._close_code is not None:
+                self._drained += len(data)
+            frames.receive_data(data or None)  # b"" is EOF: wsproto reports 1006
+        for event in frames.events():
+            if isinstance(event, Message):
+                message = self._reader.add(event)
+                if message is None:
+                    continue
+                if message is self._reader.TOO_BIG:
+                    self._protocol_error = True
+                    await self._close(MESSAGE_TOO_BIG, "message too big")
+                    return
+                if self._close_code is None:
+                    self._inbox.append(message)
+                    if not self._queue_has_room(message):
+                        self._more_buffered = True
+                        return
+            elif not await self._handle_control(event):
+                return
+
+    def _queue_has_room(self, message: dict[str, Any]) -> bool:
+        """Count ``message`` in; whether another may be read behind it."""
+        size = _payload_size(message)
+        if size:
+            self._queued_bytes += size
+        inbox = self._inbox
+        return len(inbox) < MESSAGE_QUEUE_SIZE and (
+            len(inbox) < 2 or self._queued_bytes < MESSAGE_QUEUE_BYTES
+        )
+
+    async def _handle_control(self, event: Event) -> bool:
+        """Act on a ping, pong or close; False once we are done reading."""
+        frames = self._frames
+        assert frames is not None
         if isinstance(event, Ping):
-            await self._send_event(event.response())
+            await self._send_control(event.response())
             return True
         if isinstance(event, Pong):
             self._pong.set()
             return True
         assert isinstance(event, CloseConnection)
-        if self.ws.state is ConnectionState.REMOTE_CLOSING:
+        self._peer_done = True
+        if frames.state is ConnectionState.REMOTE_CLOSING:
             # The peer closes: answer in kind (wsproto echoes the code).
             self._end_for_app(int(event.code), event.reason or "")
-            await self._send_event(event.response())
-        elif self.ws.state is ConnectionState.OPEN:
+            await self._send_control(event.response())
+        elif frames.state is ConnectionState.OPEN:
             # wsproto could not parse the peer's frames: 1002, or 1007 for bad UTF-8.
             logger.debug("WebSocket protocol error from %s: %s", self.conn.client, event.reason)
+            self._peer_done = False  # we still wait for its close frame, or EOF
             self._protocol_error = True
             await self._close(int(event.code), event.reason or "protocol error")
         else:
             # CLOSED: the answer to our close frame, or the socket's EOF (1006).
             self._end_for_app(int(event.code), event.reason or "")
-            return False
         return False
 
-    async def _pass_to_app(self, message: dict[str, Any]) -> None:
-        size = _payload_size(message)
-        try:
-            if self._queued_bytes and self._queued_bytes + size > MESSAGE_QUEUE_BYTES:
-                raise trio.WouldBlock
-            self._to_app.send_nowait(message)
-            self._queued_bytes += size
-            return
-        except trio.WouldBlock:
-            pass
-        except trio.ClosedResourceError:
-            return
-        self._reader_paused = self._paused_during_ping = True
-        try:
-            # Wait for room in bytes, then in messages: the app takes its time.
-            while self._queued_bytes and self._queued_bytes + size > MESSAGE_QUEUE_BYTES:
-                if self._close_code is not None:
-                    return
-                self._message_taken = trio.Event()
-                await self._message_taken.wait()
-            await self._to_app.send(message)
-            self._queued_bytes += size
-        except trio.ClosedResourceError:
-            pass  # the connection ended while the message waited: it is dropped
-        finally:
-            self._message_taken = None
-            self._reader_paused = False
+    def _drop(self, data: bytes | None) -> None:
+        if not data:
+            self._peer_done = True
+        else:
+            self._drained += len(data)
 
-    async def _drain_after_close(self) -> None:
-        """After a close frame, read (and drop) until the peer's close answer or EOF."""
-        if self.ws.state is ConnectionState.CLOSED:
-            return
-        drained = 0
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            while drained < CLOSE_DRAIN_BYTES:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-                if not data:
-                    return
-                drained += len(data)
-                if self.ws.state is ConnectionState.LOCAL_CLOSING and not self._protocol_error:
-                    try:
-                        self.ws.receive_data(data)
-                        for event in self.ws.events():
-                            if isinstance(event, CloseConnection):
-                                return
-                    except LocalProtocolError:
-                        return
+    async def _read_until_peer_closes(self) -> None:
+        """After our close frame: read (and drop) until the peer's answer or EOF."""
+        while not self._peer_done and self._drained < CLOSE_DRAIN_BYTES:
+            if self._more_buffered and not self._reading:
+                # Messages that wait for an app that is gone: make room to read on.
+                self._inbox.clear()
+                self._queued_bytes = 0
+            await self._read_turn()
 
     # -- keepalive and shutdown ---------------------------------------------------
 
@@ -433,14 +540,14 @@ class WebSocketSession:
         interval = self.config.ws_ping_interval
         while await self._wait_unless_shutdown(interval) is None:
             self._pong = trio.Event()
-            self._paused_during_ping = self._reader_paused
+            self._paused_during_ping = False
             # A peer that does not read holds the write lock (and the app)
             # back: the ping must get out within the timeout too.
             sent = None
             with trio.move_on_after(_or_inf(self.config.ws_ping_timeout)):
                 sent = await self._send_event(Ping(payload=b"trio-asgi"))
             if sent is False:
-                return
+                break
             answered = False if sent is None else await self._wait_for_pong()
             if answered is False:
                 logger.info("WebSocket peer %s did not answer a ping", self.conn.client)
@@ -450,44 +557,74 @@ class WebSocketSession:
                 break
         if self._state is _State.CONNECTED:
             await self._close(SERVICE_RESTART, "server shutting down")
+        await self._see_closing_through()
+
+    async def _see_closing_through(self) -> None:
+        """Our close frame is out: the peer has ``CLOSE_TIMEOUT`` to answer, then the socket closes.
+
+        Reading here too, so that the answer is seen while the app does not
+        receive; closing the socket wakes an app that waits in ``receive()``.
+        """
+        if self._peer_done:
+            return
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._read_until_peer_closes()
+            if self._peer_done:
+                return
+        await trio.aclose_forcefully(self.stream)
 
     async def _wait_for_pong(self) -> bool | None:
-        """True for a pong, False for silence, None if the server began shutting down.
+        """True for a pong, False for silence, None if the connection is ending.
 
-        Silence while the reader waited on the app does not count against the peer.
+        Silence while reading paused for the app does not count against the peer.
         """
         while True:
-            result = await self._wait_unless_shutdown(self.config.ws_ping_timeout, self._pong)
+            self._paused_during_ping = False
+            result = await self._wait_unless_shutdown(
+                self.config.ws_ping_timeout, self._read_until_pong
+            )
             if result is not None:
-                return True if result else None
-            if not (self._reader_paused or self._paused_during_ping):
+                return True if result and self._close_code is None else None
+            if not self._paused_during_ping:
                 return False
-            self._paused_during_ping = self._reader_paused
+
+    async def _read_until_pong(self) -> None:
+        """Read (if the app does not) until the pong, pausing while the queue is full."""
+        while not self._pong.is_set() and self._close_code is None:
+            if self._more_buffered:
+                self._paused_during_ping = True
+                self._message_taken = trio.Event()
+                try:
+                    await self._message_taken.wait()
+                finally:
+                    self._message_taken = None
+            else:
+                await self._read_turn()
 
     async def _wait_unless_shutdown(
-        self, seconds: float | None, event: trio.Event | None = None
+        self, seconds: float | None, until: Callable[[], Awaitable[None]] | None = None
     ) -> bool | None:
-        """Wait ``seconds`` (or for ``event``): None when time is up, True for the
-        event, False once the server shuts down. Only this wait is cancellable
-        by :meth:`begin_shutdown`, never a write."""
+        """Wait ``seconds`` (or until ``until()`` returns): None when time is up, True
+        when it returned, False once the server shuts down or the connection closes.
+        Only this wait is cut short by :meth:`begin_shutdown` and closing, never a write."""
         with trio.CancelScope() as self._wake_keepalive:
-            if self._shutting_down:
+            if self._shutting_down or self._close_code is not None:
                 return False
             with trio.move_on_after(_or_inf(seconds)):
-                if event is None:
+                if until is None:
                     await trio.sleep_forever()
-                await event.wait()
+                await until()
                 return True
         self._wake_keepalive = None
-        return False if self._shutting_down else None
+        return False if self._shutting_down or self._close_code is not None else None
 
     async def _fail(self, code: int, reason: str) -> None:
         """Give up on a peer that stopped answering: close frame if we can, then the socket."""
-        self._reader_scope.cancel()
         self._state = _State.CLOSED
+        self._end_for_app(code, reason)
         with trio.move_on_after(FAIL_WRITE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))
-        self._end_for_app(code, reason)
+        self._peer_done = True
         await trio.aclose_forcefully(self.stream)
 
 
@@ -500,23 +637,28 @@ class _WriteLock:
 
     trio's locks yield on every acquire; the session writes once per message
     and the lock is almost never contended (only pings and closes compete),
-    so that yield was a task switch per message for nothing. The write under
-    the lock (``send_all``) is still a checkpoint.
+    so that yield was a task switch per message for nothing. A flag, and a
+    parking lot for the rare waiter: a release hands the lock to the first
+    one. The write under the lock (``send_all``) is still a checkpoint.
     """
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_held", "_waiters")
 
     def __init__(self) -> None:
-        self._lock = trio.StrictFIFOLock()
+        self._held = False
+        self._waiters = trio.lowlevel.ParkingLot()
 
     async def __aenter__(self) -> None:
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
+        if self._held:
+            await self._waiters.park()  # woken as the new holder
+        else:
+            self._held = True
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._lock.release()
+        if self._waiters:
+            self._waiters.unpark()
+        else:
+            self._held = False
 
 
 def _payload_size(message: dict[str, Any]) -> int:
