@@ -1,0 +1,127 @@
+"""Regression guard for WebSocket echo: work per message counted, never timed.
+
+Per small echoed message the server may take at most ``MAX_TASK_STEPS``
+scheduler steps, all its tasks together (the app's ``receive()`` wakes with
+the frame, the echo's ``send_all`` checkpoints; no reader task in between),
+spawn no task, write once and read once, and, on a plain socket, enter no
+cancel scope. A change that brings back a reader task, a queue hand-off, a
+per-message timer or scope, or a write split in two fails here on any
+machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+import trio.testing
+
+import trioasgi
+from tests.conftest import running_server
+from tests.test_hot_path_guard import ScopeCounter, StepCounter, channel_stream_pair
+from tests.ws_apps import echo_app
+from trioasgi._context import ServerContext
+from trioasgi._http11 import HTTPConnection
+
+#: Measured after the WebSocket work (see docs/performance-notes.md); it was 3.
+MAX_TASK_STEPS = 2
+MESSAGES = 50
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+PAYLOAD = b"hello, websocket"
+MASK = b"\x11\x22\x33\x44"
+#: A masked client text frame, and the server's unmasked echo of it.
+FRAME = (
+    bytes([0x81, 0x80 | len(PAYLOAD)])
+    + MASK
+    + bytes(b ^ MASK[i % 4] for i, b in enumerate(PAYLOAD))
+)
+ECHO = bytes([0x81, len(PAYLOAD)]) + PAYLOAD
+
+
+async def _upgrade(client: trio.abc.Stream) -> None:
+    await client.send_all(UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = await client.receive_some(65536)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+
+
+async def _echo(client: trio.abc.Stream) -> None:
+    await client.send_all(FRAME)
+    echo = b""
+    while len(echo) < len(ECHO):
+        chunk = await client.receive_some(65536)
+        assert chunk, echo
+        echo += chunk
+    assert echo == ECHO
+
+
+def _not(task: trio.lowlevel.Task):
+    return lambda other: other is not task
+
+
+async def test_echo_over_memory_streams() -> None:
+    client, stream = channel_stream_pair()
+    config = trioasgi.Config(access_log=False, ws_per_message_deflate=False)
+    connection = HTTPConnection(
+        stream, ServerContext(app=echo_app(), config=config), client=None, server=None
+    )
+    counter = StepCounter(_not(trio.lowlevel.current_task()))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection.run)
+        await _upgrade(client)
+        await _echo(client)  # warm-up
+        await trio.testing.wait_all_tasks_blocked()
+        sends, receives = stream.sends, stream.receives
+        trio.lowlevel.add_instrument(counter)
+        counter.active = True
+        for _ in range(MESSAGES):
+            await _echo(client)
+        await trio.testing.wait_all_tasks_blocked()
+        counter.active = False
+        trio.lowlevel.remove_instrument(counter)
+        nursery.cancel_scope.cancel()
+    assert counter.steps <= MAX_TASK_STEPS * MESSAGES
+    assert counter.spawns == 0
+    assert stream.sends - sends == MESSAGES
+    assert stream.receives - receives == MESSAGES
+
+
+async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    scopes = ScopeCounter(monkeypatch)
+    reads = 0
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        return real_read(fd, n)
+
+    counter = StepCounter(_not(trio.lowlevel.current_task()))
+    async with running_server(echo_app(), access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _upgrade(client)
+            await _echo(client)
+            await trio.testing.wait_all_tasks_blocked()
+            monkeypatch.setattr("trioasgi._websocket.os.read", counting_read)
+            trio.lowlevel.add_instrument(counter)
+            counter.active = scopes.active = True
+            for _ in range(MESSAGES):
+                await _echo(client)
+            await trio.testing.wait_all_tasks_blocked()
+            counter.active = scopes.active = False
+            trio.lowlevel.remove_instrument(counter)
+            monkeypatch.undo()
+    assert counter.steps <= MAX_TASK_STEPS * MESSAGES
+    assert counter.spawns == 0
+    assert scopes.entered == 0
+    # One read that finds nothing (then the wait), one that takes the frame.
+    assert reads <= 2 * MESSAGES
