@@ -470,9 +470,9 @@ async def test_a_compression_bomb_is_refused_before_it_is_inflated(nursery, auto
 
 
 async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> None:
-    from trioasgi._websocket import _WriteLock
+    from trioasgi._ws_io import WriteLock
 
-    lock = _WriteLock()
+    lock = WriteLock()
     steps = []
 
     class Steps(trio.abc.Instrument):

@@ -96,13 +96,16 @@ async def test_echo_over_memory_streams() -> None:
 
 async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     scopes = ScopeCounter(monkeypatch)
-    reads = 0
-    real_read = os.read
+    calls = {"read": 0, "write": 0}
+    real_read, real_write = os.read, os.write
 
     def counting_read(fd: int, n: int) -> bytes:
-        nonlocal reads
-        reads += 1
+        calls["read"] += 1
         return real_read(fd, n)
+
+    def counting_write(fd: int, data) -> int:
+        calls["write"] += 1
+        return real_write(fd, data)
 
     counter = StepCounter(_not(trio.lowlevel.current_task()))
     async with running_server(echo_app(), access_log=False) as server:
@@ -111,7 +114,9 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
             await _upgrade(client)
             await _echo(client)
             await trio.testing.wait_all_tasks_blocked()
-            monkeypatch.setattr("trioasgi._websocket.os.read", counting_read)
+            # The server reads and writes its plain socket with os.read/os.write.
+            monkeypatch.setattr(os, "read", counting_read)
+            monkeypatch.setattr(os, "write", counting_write)
             trio.lowlevel.add_instrument(counter)
             counter.active = scopes.active = True
             for _ in range(MESSAGES):
@@ -124,4 +129,5 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
     assert counter.spawns == 0
     assert scopes.entered == 0
     # One read that finds nothing (then the wait), one that takes the frame.
-    assert reads <= 2 * MESSAGES
+    assert calls["read"] <= 2 * MESSAGES
+    assert calls["write"] == MESSAGES

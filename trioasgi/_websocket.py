@@ -32,7 +32,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -52,8 +51,10 @@ from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
 from ._logging import TRACE, access_logger, logger
-from ._socket_io import RECEIVE_SIZE, plain_socket
+from ._socket_io import plain_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
+from ._ws_io import SocketReader, WriteLock, write_plain
+from ._ws_messages import MessageAssembler, payload_size
 
 if TYPE_CHECKING:
     import h11
@@ -104,18 +105,14 @@ class WebSocketSession:
         self._accepted = False
         # The frames layer once accepted (wsproto's ``Connection``, no handshake wrapper).
         self._frames: Connection | None = None
-        self._send_lock = _WriteLock()
+        self._send_lock = WriteLock()
         # Reading: bytes read with the request head, the socket if it is a plain
         # one, the task holding the read turn, and the messages it read ahead.
-        self._unread = trailing
         self._sock = plain_socket(self.stream)
-        self._reader = _MessageReader(self.config.ws_max_size)
+        self._socket_reader = SocketReader(self.stream, trailing)
+        self._assembler = MessageAssembler(self.config.ws_max_size)
         self._reading = False
         self._read_done: trio.Event | None = None
-        # Set while the reader waits for bytes, so that our close can wake it.
-        self._read_waiting = False
-        self._read_interrupted = False
-        self._read_scope: trio.CancelScope | None = None
         self._more_buffered = False  # wsproto holds bytes we stopped parsing: queue full
         self._peer_done = False  # no more frames to read: close frame, EOF or error
         self._protocol_error = False
@@ -203,7 +200,7 @@ class WebSocketSession:
                 await self._read_turn()
         message = inbox.popleft()
         if self._queued_bytes:
-            self._queued_bytes -= _payload_size(message)
+            self._queued_bytes -= payload_size(message)
         if self._message_taken is not None:
             self._message_taken.set()
         return message
@@ -301,23 +298,9 @@ class WebSocketSession:
         self._end_for_app(code, reason)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))
-        self._interrupt_read()
-
-    def _interrupt_read(self) -> None:
-        """Wake a ``receive()`` (or keepalive) that waits for bytes: the app must hear the close.
-
-        On a plain socket ``notify_closing`` wakes it with ``ClosedResourceError``
-        without closing anything (no writer can wait then: our close frame is
-        out, so wsproto refuses every other frame); other streams read inside
-        a cancel scope.
-        """
-        if not self._read_waiting:
-            return
-        self._read_interrupted = True
-        if self._sock is not None:
-            trio.lowlevel.notify_closing(self._sock)
-        elif self._read_scope is not None:
-            self._read_scope.cancel()
+        # Wake a receive() (or the keepalive) that waits for bytes: the app
+        # must hear the close now, not when the peer answers.
+        self._socket_reader.interrupt()
 
     def _end_for_app(self, code: int, reason: str) -> None:
         """The connection is over: remember why, and wake whoever waits for it."""
@@ -342,7 +325,10 @@ class WebSocketSession:
             except LocalProtocolError:
                 return False  # a close frame went (or came) first
             try:
-                await self.stream.send_all(data)
+                if self._sock is not None:
+                    await write_plain(self._sock, data)
+                else:
+                    await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._peer_done = True
                 self._end_for_app(ABNORMAL, "")
@@ -386,7 +372,7 @@ class WebSocketSession:
                 self._more_buffered = False
                 await self._process()
             else:
-                data = await self._read()
+                data = await self._socket_reader.read()
                 if data is not None:
                     await self._process(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -404,56 +390,6 @@ class WebSocketSession:
                 self._read_done.set()
                 self._read_done = None
 
-    async def _read(self) -> bytes | None:
-        """The next bytes from the peer, ``b""`` at EOF, None if :meth:`_interrupt_read`
-        woke us; a checkpoint either way.
-
-        On a plain socket, ``os.read`` first and ``wait_readable`` only when
-        nothing has arrived (the wake-up is the checkpoint); bytes that were
-        already there cost a scheduler step, so that a peer that floods an
-        app that only receives cannot starve the other connections.
-        """
-        if self._unread:
-            data, self._unread = self._unread, b""
-            return data
-        sock = self._sock
-        if sock is None:
-            return await self._read_stream()
-        waited = False
-        while True:
-            try:
-                data = os.read(sock.fileno(), RECEIVE_SIZE)
-            except BlockingIOError:
-                self._read_waiting = True
-                try:
-                    await trio.lowlevel.wait_readable(sock)
-                except trio.ClosedResourceError:
-                    if not self._read_interrupted:
-                        raise
-                    self._read_interrupted = False
-                    return None
-                finally:
-                    self._read_waiting = False
-                waited = True
-                continue
-            except OSError:
-                data = b""
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
-
-    async def _read_stream(self) -> bytes | None:
-        """:meth:`_read` for a stream that is not a plain socket (TLS)."""
-        self._read_waiting = True
-        try:
-            with trio.CancelScope() as self._read_scope:
-                return await self.stream.receive_some(RECEIVE_SIZE)
-        finally:
-            self._read_waiting = False
-            self._read_scope = None
-        self._read_interrupted = False
-        return None
-
     async def _process(self, data: bytes | None = None) -> None:
         """Feed ``data`` to wsproto and act on its events, until the queue is full."""
         frames = self._frames
@@ -467,10 +403,10 @@ class WebSocketSession:
             frames.receive_data(data or None)  # b"" is EOF: wsproto reports 1006
         for event in frames.events():
             if isinstance(event, Message):
-                message = self._reader.add(event)
+                message = self._assembler.add(event)
                 if message is None:
                     continue
-                if message is self._reader.TOO_BIG:
+                if message is self._assembler.TOO_BIG:
                     self._protocol_error = True
                     await self._close(MESSAGE_TOO_BIG, "message too big")
                     return
@@ -484,7 +420,7 @@ class WebSocketSession:
 
     def _queue_has_room(self, message: dict[str, Any]) -> bool:
         """Count ``message`` in; whether another may be read behind it."""
-        size = _payload_size(message)
+        size = payload_size(message)
         if size:
             self._queued_bytes += size
         inbox = self._inbox
@@ -630,68 +566,3 @@ class WebSocketSession:
 
 def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
-
-
-class _WriteLock:
-    """A FIFO lock for the socket's writers whose uncontended acquire takes no scheduler step.
-
-    trio's locks yield on every acquire; the session writes once per message
-    and the lock is almost never contended (only pings and closes compete),
-    so that yield was a task switch per message for nothing. A flag, and a
-    parking lot for the rare waiter: a release hands the lock to the first
-    one. The write under the lock (``send_all``) is still a checkpoint.
-    """
-
-    __slots__ = ("_held", "_waiters")
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiters = trio.lowlevel.ParkingLot()
-
-    async def __aenter__(self) -> None:
-        if self._held:
-            await self._waiters.park()  # woken as the new holder
-        else:
-            self._held = True
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._waiters:
-            self._waiters.unpark()
-        else:
-            self._held = False
-
-
-def _payload_size(message: dict[str, Any]) -> int:
-    """Roughly the bytes a queued ``websocket.receive`` holds (characters for text)."""
-    return len(message.get("bytes") or message.get("text") or "")
-
-
-class _MessageReader:
-    """Assembles wsproto's message pieces into ASGI messages, within the size limit."""
-
-    TOO_BIG: dict[str, Any] = {"too": "big"}
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._parts: list[Any] = []
-        self._size = 0
-
-    def add(self, event: Message[Any]) -> dict[str, Any] | None:
-        data = event.data
-        if isinstance(data, str):
-            self._size += len(data) if data.isascii() else len(data.encode("utf-8"))
-        else:
-            self._size += len(data)
-        if self._size > self.max_size:
-            return self.TOO_BIG
-        if not event.message_finished:
-            self._parts.append(data)
-            return None
-        if self._parts:
-            self._parts.append(data)
-            data = ("" if isinstance(data, str) else b"").join(self._parts)
-            self._parts = []
-        self._size = 0
-        if isinstance(event, TextMessage):
-            return {"type": "websocket.receive", "text": data}
-        return {"type": "websocket.receive", "bytes": bytes(data)}
