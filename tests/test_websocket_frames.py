@@ -28,6 +28,7 @@ from tests.conftest import DEFAULT_SETTINGS, MemoryConnection, read_until_closed
 from tests.ws_apps import Recorder, echo_app
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
+from trioasgi._websocket import MESSAGE_QUEUE_SIZE
 
 # The upgrade is parsed by h11 or httptools: every test runs under each.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -501,3 +502,58 @@ async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> 
             await trio.testing.wait_all_tasks_blocked()
         assert order == []
     assert order == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("size", "most"), [(1, MESSAGE_QUEUE_SIZE), (600 * 1024, 2)])
+async def test_keepalive_reads_ahead_no_further_than_the_queue(
+    nursery, autojump_clock, size: int, most: int
+) -> None:
+    """Waiting for its pong, the keepalive reads for an app that does not: 4 messages, or 1 MiB.
+
+    The peer never answers the ping, but the silence while the queue is full
+    is not its fault: the connection stays, and every message arrives.
+    """
+    release = trio.Event()
+    got: list[int] = []
+
+    async def slow_app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while len(got) < 6:
+            got.append(len((await receive())["bytes"]))
+
+    peer = WSMemoryPeer(
+        slow_app,
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        ws_ping_interval=5,
+        ws_ping_timeout=5,
+    )
+    await peer.handshake()
+    sent = 0
+
+    async def sender() -> None:
+        nonlocal sent
+        for _ in range(6):
+            await peer.send(frame(BINARY, bytes(size)))
+            sent += 1
+
+    pings = 0
+
+    async def read_pings() -> None:
+        nonlocal pings
+        while isinstance(await peer.next_event(), Ping):
+            pings += 1
+
+    nursery.start_soon(sender)
+    nursery.start_soon(read_pings)
+    await trio.sleep(60)  # a ping at 5, never answered
+    assert pings == 1  # and its pong is still awaited, without blame
+    # Read ahead by the keepalive (nobody reads before its ping), then held back.
+    assert most <= sent <= most + 1
+    release.set()
+    with trio.fail_after(10):
+        while len(got) < 6:
+            await trio.sleep(0.1)
+    assert got == [size] * 6

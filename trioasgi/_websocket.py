@@ -118,7 +118,6 @@ class WebSocketSession:
         self._protocol_error = False
         self._drained = 0
         self._inbox: deque[dict[str, Any]] = deque()
-        self._queued_bytes = 0
         self._message_taken: trio.Event | None = None
         self._close_code: int | None = None
         self._close_reason = ""
@@ -199,8 +198,6 @@ class WebSocketSession:
                     }
                 await self._read_turn()
         message = inbox.popleft()
-        if self._queued_bytes:
-            self._queued_bytes -= payload_size(message)
         if self._message_taken is not None:
             self._message_taken.set()
         return message
@@ -412,21 +409,25 @@ class WebSocketSession:
                     return
                 if self._close_code is None:
                     self._inbox.append(message)
-                    if not self._queue_has_room(message):
+                    if not self._queue_has_room():
                         self._more_buffered = True
                         return
             elif not await self._handle_control(event):
                 return
 
-    def _queue_has_room(self, message: dict[str, Any]) -> bool:
-        """Count ``message`` in; whether another may be read behind it."""
-        size = payload_size(message)
-        if size:
-            self._queued_bytes += size
+    def _queue_has_room(self) -> bool:
+        """Whether another message may be read behind those waiting.
+
+        Bytes are counted only once two wait (at most four), so the usual
+        single message costs no bookkeeping: one message of any allowed size,
+        then more while the waiting ones stay under ``MESSAGE_QUEUE_BYTES``.
+        """
         inbox = self._inbox
-        return len(inbox) < MESSAGE_QUEUE_SIZE and (
-            len(inbox) < 2 or self._queued_bytes < MESSAGE_QUEUE_BYTES
-        )
+        if len(inbox) < 2:
+            return True
+        if len(inbox) >= MESSAGE_QUEUE_SIZE:
+            return False
+        return sum(payload_size(message) for message in inbox) < MESSAGE_QUEUE_BYTES
 
     async def _handle_control(self, event: Event) -> bool:
         """Act on a ping, pong or close; False once we are done reading."""
@@ -467,7 +468,6 @@ class WebSocketSession:
             if self._more_buffered and not self._reading:
                 # Messages that wait for an app that is gone: make room to read on.
                 self._inbox.clear()
-                self._queued_bytes = 0
             await self._read_turn()
 
     # -- keepalive and shutdown ---------------------------------------------------
