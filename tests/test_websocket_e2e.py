@@ -441,3 +441,24 @@ async def test_trusted_proxy_forwarded_proto_makes_wss() -> None:
     ):
         pass
     assert recorder.scope["scheme"] == "wss"
+
+
+async def test_closing_wakes_a_receive_waiting_in_another_task() -> None:
+    """On a plain socket too: the app hears its own close before the peer answers it."""
+    from tests.test_websocket_frames import closing_in_another_task
+
+    heard: list = []
+    done = trio.Event()
+    async with running_server(closing_in_another_task(heard, done)) as server:
+        stream = await server.connect()
+        await stream.send_all(
+            b"GET /ws HTTP/1.1\r\n" + KEY_HEADERS + b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        data = b""
+        with trio.fail_after(4):  # the close handshake alone would wait 5 s
+            while b"\x88\x02\x0f\xa0" not in data:  # our close frame, code 4000
+                chunk = await stream.receive_some(65536)
+                assert chunk, data
+                data += chunk
+            await done.wait()  # we never answer the close frame
+    assert heard[0] == {"type": "websocket.disconnect", "code": 4000, "reason": ""}

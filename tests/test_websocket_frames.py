@@ -557,3 +557,66 @@ async def test_keepalive_reads_ahead_no_further_than_the_queue(
         while len(got) < 6:
             await trio.sleep(0.1)
     assert got == [size] * 6
+
+
+def closing_in_another_task(heard: list[Any], done: trio.Event | None = None) -> Callable[..., Any]:
+    """An app whose one task waits in receive() while another closes with 4000 at t+1."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+
+        async def closer() -> None:
+            await trio.sleep(1)
+            await send({"type": "websocket.close", "code": 4000})
+
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(closer)
+            heard.append(await receive())
+            heard.append(trio.current_time())
+            if done is not None:
+                done.set()
+
+    return app
+
+
+async def test_closing_wakes_a_receive_waiting_in_another_task(nursery, autojump_clock) -> None:
+    """receive() reads the socket itself; our close must not wait for the peer to wake it."""
+    heard: list[Any] = []
+    peer = WSMemoryPeer(closing_in_another_task(heard), nursery)
+    await peer.handshake()
+    start = trio.current_time()
+    assert (await peer.expect_close()).code == 4000  # and the peer never answers
+    await peer.finished.wait()
+    assert heard[0] == {"type": "websocket.disconnect", "code": 4000, "reason": ""}
+    assert heard[1] - start == pytest.approx(1)  # at once, not after the 5 s close timeout
+
+
+async def test_an_app_that_only_sends_hears_the_close_by_the_next_ping(
+    nursery, autojump_clock
+) -> None:
+    """Nobody reads while the app does not receive; the keepalive's ping reads the close frame."""
+    outcome: list[Any] = []
+
+    async def pusher(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "text": "tick"})
+                await trio.sleep(1)
+        except OSError as exc:
+            outcome.append((exc, trio.current_time()))
+
+    peer = WSMemoryPeer(pusher, nursery, ws_ping_interval=5, ws_ping_timeout=5)
+    await peer.handshake()
+    start = trio.current_time()
+    await peer.send(frame(CLOSE, struct.pack("!H", 1001)))
+    while not isinstance(event := await peer.next_event(), CloseConnection):
+        assert isinstance(event, (TextMessage, Ping))
+    assert event.code == 1001  # our answer echoes the peer's code
+    assert trio.current_time() - start <= 5  # by the ping
+    await peer.finished.wait()
+    exc, when = outcome[0]
+    assert isinstance(exc, trioasgi.ClientDisconnected)
+    assert when - start <= 6  # the next send after the close

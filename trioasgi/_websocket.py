@@ -391,27 +391,29 @@ class WebSocketSession:
         """Feed ``data`` to wsproto and act on its events, until the queue is full."""
         frames = self._frames
         assert frames is not None
-        if self._close_code is not None and self._protocol_error:
-            self._drop(data)  # wsproto cannot parse this peer: read and drop until EOF
-            return
         if data is not None:
             if self._close_code is not None:
+                # Closing: what comes now is read only to find the peer's close frame.
                 self._drained += len(data)
+                if self._protocol_error:
+                    # wsproto cannot parse this peer: drop everything until EOF.
+                    self._peer_done = not data
+                    return
             frames.receive_data(data or None)  # b"" is EOF: wsproto reports 1006
         for event in frames.events():
             if isinstance(event, Message):
+                if self._close_code is not None:
+                    continue  # nobody will receive it
                 message = self._assembler.add(event)
                 if message is None:
                     continue
                 if message is self._assembler.TOO_BIG:
-                    self._protocol_error = True
                     await self._close(MESSAGE_TOO_BIG, "message too big")
                     return
-                if self._close_code is None:
-                    self._inbox.append(message)
-                    if not self._queue_has_room():
-                        self._more_buffered = True
-                        return
+                self._inbox.append(message)
+                if not self._queue_has_room():
+                    self._more_buffered = True
+                    return
             elif not await self._handle_control(event):
                 return
 
@@ -455,12 +457,6 @@ class WebSocketSession:
             # CLOSED: the answer to our close frame, or the socket's EOF (1006).
             self._end_for_app(int(event.code), event.reason or "")
         return False
-
-    def _drop(self, data: bytes | None) -> None:
-        if not data:
-            self._peer_done = True
-        else:
-            self._drained += len(data)
 
     async def _read_until_peer_closes(self) -> None:
         """After our close frame: read (and drop) until the peer's answer or EOF."""
