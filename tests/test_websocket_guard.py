@@ -11,15 +11,18 @@ machine.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import trio
 import trio.testing
 
 import trioasgi
 from tests.conftest import running_server
-from tests.test_hot_path_guard import ScopeCounter, StepCounter, channel_stream_pair
+from tests.test_hot_path_guard import (
+    ScopeCounter,
+    StepCounter,
+    SyscallCounter,
+    channel_stream_pair,
+)
 from tests.ws_apps import echo_app
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
@@ -96,17 +99,7 @@ async def test_echo_over_memory_streams() -> None:
 
 async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     scopes = ScopeCounter(monkeypatch)
-    calls = {"read": 0, "write": 0}
-    real_read, real_write = os.read, os.write
-
-    def counting_read(fd: int, n: int) -> bytes:
-        calls["read"] += 1
-        return real_read(fd, n)
-
-    def counting_write(fd: int, data) -> int:
-        calls["write"] += 1
-        return real_write(fd, data)
-
+    syscalls = SyscallCounter(monkeypatch)
     counter = StepCounter(_not(trio.lowlevel.current_task()))
     async with running_server(echo_app(), access_log=False) as server:
         client = await server.connect()
@@ -114,20 +107,18 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
             await _upgrade(client)
             await _echo(client)
             await trio.testing.wait_all_tasks_blocked()
-            # The server reads and writes its plain socket with os.read/os.write.
-            monkeypatch.setattr(os, "read", counting_read)
-            monkeypatch.setattr(os, "write", counting_write)
             trio.lowlevel.add_instrument(counter)
-            counter.active = scopes.active = True
+            counter.active = scopes.active = syscalls.active = True
             for _ in range(MESSAGES):
                 await _echo(client)
             await trio.testing.wait_all_tasks_blocked()
-            counter.active = scopes.active = False
+            counter.active = scopes.active = syscalls.active = False
             trio.lowlevel.remove_instrument(counter)
-            monkeypatch.undo()
     assert counter.steps <= MAX_TASK_STEPS * MESSAGES
     assert counter.spawns == 0
     assert scopes.entered == 0
-    # One read that finds nothing (then the wait), one that takes the frame.
-    assert calls["read"] <= 2 * MESSAGES
-    assert calls["write"] == MESSAGES
+    # One write per echo; one read that finds the frame, after at most one
+    # that finds nothing yet (the client sends only once answered).
+    assert syscalls.writes == MESSAGES
+    assert syscalls.reads_with_data == MESSAGES
+    assert syscalls.reads <= 2 * MESSAGES

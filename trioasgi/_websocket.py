@@ -51,9 +51,9 @@ from wsproto.utilities import LocalProtocolError
 
 from ._http_cycle import ClientDisconnected
 from ._logging import TRACE, access_logger, logger
-from ._socket_io import plain_socket
+from ._socket_io import plain_socket, write_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
-from ._ws_io import SocketReader, WriteLock, write_plain
+from ._ws_io import SocketReader, WriteLock
 from ._ws_messages import MessageAssembler, payload_size
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ class WebSocketSession:
                 return False  # a close frame went (or came) first
             try:
                 if self._sock is not None:
-                    await write_plain(self._sock, data)
+                    await write_socket(self._sock, data)
                 else:
                     await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

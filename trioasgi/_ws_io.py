@@ -1,22 +1,15 @@
-"""A WebSocket's bytes in and out: a reader that closing can wake, the write lock, ``send_all``.
+"""A WebSocket's bytes in and out: a reader that closing can wake, and the write lock.
 
 :class:`SocketReader` reads for whichever task holds the session's read
 turn, with a checkpoint per read, and can be woken by the session when it
-closes. A session writes once per message. ``trio.SocketStream.send_all`` takes a
-conflict detector, a generator-based error-translating context manager, a
-memoryview and the socket wrapper's helper for each write; :func:`write_plain`
-makes the same ``send`` with the same outcome (the same exceptions, one
-checkpoint) straight on the socket, as :func:`._socket_io.read_socket`
-does for reads. TLS streams keep their own ``send_all``.
+closes. :class:`WriteLock` keeps one writer at a time at no cost when free.
 """
 
 from __future__ import annotations
 
-import os
-
 import trio
 
-from ._socket_io import RECEIVE_SIZE, plain_socket
+from ._socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 
 
 class SocketReader:
@@ -45,28 +38,20 @@ class SocketReader:
         sock = self.sock
         if sock is None:
             return await self._read_stream()
-        waited = False
-        while True:
-            try:
-                data = os.read(sock.fileno(), RECEIVE_SIZE)
-            except BlockingIOError:
-                self._waiting = True
-                try:
-                    await trio.lowlevel.wait_readable(sock)
-                except trio.ClosedResourceError:
-                    if not self._interrupted:
-                        raise
-                    self._interrupted = False
-                    return None
-                finally:
-                    self._waiting = False
-                waited = True
-                continue
-            except OSError:
-                data = b""
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+        data = read_ready(sock)
+        if data is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return data
+        self._waiting = True
+        try:
+            return await read_socket(sock, wait_first=True)
+        except trio.ClosedResourceError:
+            if not self._interrupted:
+                raise
+            self._interrupted = False
+            return None
+        finally:
+            self._waiting = False
 
     async def _read_stream(self) -> bytes | None:
         """:meth:`read` for a stream that is not a plain socket (TLS): in a cancel scope."""
@@ -95,39 +80,6 @@ class SocketReader:
             trio.lowlevel.notify_closing(self.sock)
         elif self._scope is not None:
             self._scope.cancel()
-
-
-async def write_plain(sock: trio.socket.SocketType, data: bytes) -> None:
-    """Write all of ``data`` to a plain non-blocking socket; one checkpoint.
-
-    Like ``SocketStream.send_all``: a cancelled caller writes nothing, a
-    socket closed here or meanwhile raises ``ClosedResourceError``, a peer
-    gone ``BrokenResourceError``. ``wait_writable`` only when the kernel's
-    buffer is full (the wake-up is then the checkpoint).
-    """
-    await trio.lowlevel.checkpoint_if_cancelled()
-    waited = False
-    view: memoryview | None = None
-    while True:
-        try:
-            sent = os.write(sock.fileno(), data if view is None else view)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            if sock.fileno() == -1:
-                raise trio.ClosedResourceError("the socket was closed") from None
-            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-        if view is None:
-            if sent == len(data):
-                break
-            view = memoryview(data)
-        view = view[sent:]
-        if not view:
-            break
-        await trio.lowlevel.wait_writable(sock)
-        waited = True
-    if not waited:
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 class WriteLock:
