@@ -11,6 +11,8 @@ machine.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 import trio.testing
@@ -26,6 +28,8 @@ from tests.test_hot_path_guard import (
 from tests.ws_apps import echo_app
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
+from trioasgi._socket_io import RECEIVE_SIZE
+from trioasgi._ws_io import SocketReader
 
 #: Measured after the WebSocket work (see docs/performance-notes.md); it was 3.
 MAX_TASK_STEPS = 2
@@ -117,8 +121,50 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
     assert counter.steps <= MAX_TASK_STEPS * MESSAGES
     assert counter.spawns == 0
     assert scopes.entered == 0
-    # One write per echo; one read that finds the frame, after at most one
-    # that finds nothing yet (the client sends only once answered).
+    # One write per echo, one read: the client sends only once answered, so
+    # the server waits for its frame before reading instead of finding nothing.
     assert syscalls.writes == MESSAGES
-    assert syscalls.reads_with_data == MESSAGES
-    assert syscalls.reads <= 2 * MESSAGES
+    assert syscalls.reads == syscalls.reads_with_data == MESSAGES
+
+
+async def test_the_reader_waits_before_reading_once_it_found_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed read is a syscall and an exception: after one, wait first; bulk reads first."""
+    syscalls = SyscallCounter(monkeypatch)
+    waits = 0
+    wait_readable = trio.lowlevel.wait_readable
+
+    async def counting_wait(sock) -> None:
+        nonlocal waits
+        waits += 1
+        await wait_readable(sock)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    server_sock, client_sock = socket.socketpair()  # the client's end stays blocking
+    with server_sock, client_sock:
+        reader = SocketReader(trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)), b"")
+        syscalls.active = True
+
+        async def read_after_send(data: bytes) -> bytes | None:
+            """A read that starts before ``data`` is sent."""
+            got: list[bytes | None] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: _append(got, reader.read()))
+                await trio.testing.wait_all_tasks_blocked()
+                client_sock.sendall(data)
+            return got[0]
+
+        assert await read_after_send(b"one") == b"one"
+        assert (syscalls.reads, syscalls.reads_with_data, waits) == (2, 1, 1)  # nothing; wait
+        assert await read_after_send(b"two") == b"two"
+        assert (syscalls.reads, syscalls.reads_with_data, waits) == (3, 2, 2)  # waited first
+        client_sock.sendall(bytes(RECEIVE_SIZE + 10))  # all there before we read: bulk
+        assert len(await reader.read() or b"") == RECEIVE_SIZE  # waited first, a full buffer
+        assert (syscalls.reads, waits) == (4, 3)
+        assert await reader.read() == bytes(10)  # so this one reads first, and finds it
+        assert (syscalls.reads, syscalls.reads_with_data, waits) == (5, 4, 3)
+
+
+async def _append(into: list, awaitable) -> None:
+    into.append(await awaitable)

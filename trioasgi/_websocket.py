@@ -39,13 +39,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
-    BytesMessage,
     CloseConnection,
     Event,
     Message,
     Ping,
     Pong,
-    TextMessage,
 )
 from wsproto.utilities import LocalProtocolError
 
@@ -54,7 +52,7 @@ from ._logging import TRACE, access_logger, logger
 from ._socket_io import plain_socket, write_socket
 from ._ws_handshake import ServerHandshake, websocket_scope
 from ._ws_io import SocketReader, WriteLock
-from ._ws_messages import MessageAssembler, payload_size
+from ._ws_messages import MessageAssembler, outgoing_message, payload_size
 
 if TYPE_CHECKING:
     import h11
@@ -208,7 +206,8 @@ class WebSocketSession:
         message_type = message["type"]
         state = self._state
         if state is _State.CONNECTED and message_type == "websocket.send":
-            await self._send_message(message)
+            if not await self._send_event(outgoing_message(message)):
+                raise ClientDisconnected("the WebSocket is closed")
         elif state is _State.CONNECTED and message_type == "websocket.close":
             await self._close(message.get("code") or NORMAL, message.get("reason") or "")
         elif state is _State.HANDSHAKE and message_type == "websocket.accept":
@@ -248,20 +247,6 @@ class WebSocketSession:
         await self._write_or_disconnect(data)
         assert self._nursery is not None
         self._nursery.start_soon(self._keepalive)
-
-    async def _send_message(self, message: dict[str, Any]) -> None:
-        text = message.get("text")
-        if text is not None:
-            if message.get("bytes") is not None:
-                raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
-            event: Event = TextMessage(data=text)
-        else:
-            data = message.get("bytes")
-            if data is None:
-                raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
-            event = BytesMessage(data=data if type(data) is bytes else bytes(data))
-        if not await self._send_event(event):
-            raise ClientDisconnected("the WebSocket is closed")
 
     async def _refuse(self, status: int) -> None:
         """A server-made HTTP response instead of the upgrade (403 or 500)."""
@@ -315,7 +300,10 @@ class WebSocketSession:
 
     async def _send_event(self, event: Event) -> bool:
         """Frame ``event`` and write it; False if the connection cannot carry it any more."""
-        async with self._send_lock:
+        lock = self._send_lock
+        if not lock.try_acquire():
+            await lock.acquire()
+        try:
             assert self._frames is not None
             try:
                 data = self._frames.send(event)
@@ -330,6 +318,8 @@ class WebSocketSession:
                 self._peer_done = True
                 self._end_for_app(ABNORMAL, "")
                 return False
+        finally:
+            lock.release()
         return True
 
     async def _send_control(self, event: Event) -> None:

@@ -19,6 +19,8 @@ class SocketReader:
         self.stream = stream
         self.sock = plain_socket(stream)
         self._unread = unread  # what came with the request head
+        # Whether to wait before reading: see read().
+        self._wait_first = False
         self._waiting = False
         self._interrupted = False
         self._scope: trio.CancelScope | None = None
@@ -30,7 +32,12 @@ class SocketReader:
         On a plain socket, ``os.read`` first and ``wait_readable`` only when
         nothing has arrived (the wake-up is the checkpoint); bytes that were
         already there cost a scheduler step, so that a peer that floods an
-        app that only receives cannot starve the other connections.
+        app that only receives cannot starve the other connections. Once a
+        read found nothing, the next ones wait first: a peer that answers
+        each message (an echo, a request and its reply) is never there yet
+        when we read again, and the failed read was a syscall and an
+        exception per message. A read that fills the whole buffer (bulk
+        data) switches back to reading first.
         """
         if self._unread:
             data, self._unread = self._unread, b""
@@ -38,13 +45,18 @@ class SocketReader:
         sock = self.sock
         if sock is None:
             return await self._read_stream()
-        data = read_ready(sock)
-        if data is not None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        if not self._wait_first:
+            data = read_ready(sock)
+            if data is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+            self._wait_first = True
         self._waiting = True
         try:
-            return await read_socket(sock, wait_first=True)
+            data = await read_socket(sock, wait_first=True)
+            if len(data) == RECEIVE_SIZE:
+                self._wait_first = False
+            return data
         except trio.ClosedResourceError:
             if not self._interrupted:
                 raise
@@ -98,14 +110,25 @@ class WriteLock:
         self._held = False
         self._waiters = trio.lowlevel.ParkingLot()
 
-    async def __aenter__(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, without a checkpoint."""
         if self._held:
-            await self._waiters.park()  # woken as the new holder
-        else:
-            self._held = True
+            return False
+        self._held = True
+        return True
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def acquire(self) -> None:
+        if not self.try_acquire():
+            await self._waiters.park()  # woken as the new holder
+
+    def release(self) -> None:
         if self._waiters:
             self._waiters.unpark()
         else:
             self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()

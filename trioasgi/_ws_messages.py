@@ -1,15 +1,30 @@
-"""WebSocket messages, sans I/O: wsproto's message pieces made into ASGI ``websocket.receive``.
+"""WebSocket messages, sans I/O: between wsproto's message events and ASGI's dicts.
 
 :class:`MessageAssembler` joins a fragmented message and enforces the size
 limit (``ws_max_size``) across its fragments; :func:`payload_size` is what
-the session counts against its read-ahead queue's byte bound.
+the session counts against its read-ahead queue's byte bound;
+:func:`outgoing_message` turns a ``websocket.send`` into the event wsproto frames.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from wsproto.events import Message, TextMessage
+from wsproto.events import BytesMessage, Message, TextMessage
+
+
+def outgoing_message(message: dict[str, Any]) -> Message[Any]:
+    """The wsproto event for a ``websocket.send``; ``RuntimeError`` unless it has
+    exactly one of ``text`` and ``bytes``."""
+    text = message.get("text")
+    if text is not None:
+        if message.get("bytes") is None:
+            return TextMessage(data=text)
+    else:
+        data = message.get("bytes")
+        if data is not None:
+            return BytesMessage(data=data if type(data) is bytes else bytes(data))
+    raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
 
 
 def payload_size(message: dict[str, Any]) -> int:
