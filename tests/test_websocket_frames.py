@@ -620,3 +620,43 @@ async def test_an_app_that_only_sends_hears_the_close_by_the_next_ping(
     exc, when = outcome[0]
     assert isinstance(exc, trioasgi.ClientDisconnected)
     assert when - start <= 6  # the next send after the close
+
+
+async def test_keepalive_reads_on_once_the_app_makes_room(nursery, autojump_clock) -> None:
+    """Queue full, pong waiting behind it: one message taken is enough for the pong to be seen."""
+    take_one = trio.Event()
+
+    async def slow_app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await take_one.wait()
+        await receive()
+        await trio.sleep_forever()
+
+    peer = WSMemoryPeer(
+        slow_app,
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        ws_ping_interval=5,
+        ws_ping_timeout=5,
+    )
+    await peer.handshake()
+    sent = 0
+
+    async def sender() -> None:
+        nonlocal sent
+        for _ in range(MESSAGE_QUEUE_SIZE):
+            await peer.send(frame(TEXT, b"x"))
+            sent += 1
+
+    nursery.start_soon(sender)
+    ping = await peer.next_event()  # at 5; the keepalive then reads the queue full
+    assert isinstance(ping, Ping)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sent == MESSAGE_QUEUE_SIZE
+    take_one.set()  # room for one: the keepalive reads on, and finds the pong
+    with trio.fail_after(30):
+        await peer.send(frame(PONG, ping.payload))
+        second = await peer.next_event()  # the pong was seen: the next ping comes
+    assert isinstance(second, Ping)
+    assert trio.current_time() == pytest.approx(10)

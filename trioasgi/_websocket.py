@@ -104,8 +104,8 @@ class WebSocketSession:
         # The frames layer once accepted (wsproto's ``Connection``, no handshake wrapper).
         self._frames: Connection | None = None
         self._send_lock = WriteLock()
-        # Reading: bytes read with the request head, the socket if it is a plain
-        # one, the task holding the read turn, and the messages it read ahead.
+        # Reading: the socket (if plain) and its reader, whether a task holds
+        # the read turn (and who waits for it), and the messages read ahead.
         self._sock = plain_socket(self.stream)
         self._socket_reader = SocketReader(self.stream, trailing)
         self._assembler = MessageAssembler(self.config.ws_max_size)
@@ -450,10 +450,9 @@ class WebSocketSession:
 
     async def _read_until_peer_closes(self) -> None:
         """After our close frame: read (and drop) until the peer's answer or EOF."""
+        # Messages that come now are dropped, so a full queue does not stop this
+        # reading; those already queued are still the app's to receive.
         while not self._peer_done and self._drained < CLOSE_DRAIN_BYTES:
-            if self._more_buffered and not self._reading:
-                # Messages that wait for an app that is gone: make room to read on.
-                self._inbox.clear()
             await self._read_turn()
 
     # -- keepalive and shutdown ---------------------------------------------------
@@ -513,7 +512,7 @@ class WebSocketSession:
     async def _read_until_pong(self) -> None:
         """Read (if the app does not) until the pong, pausing while the queue is full."""
         while not self._pong.is_set() and self._close_code is None:
-            if self._more_buffered:
+            if self._more_buffered and not self._queue_has_room():
                 self._paused_during_ping = True
                 self._message_taken = trio.Event()
                 try:
