@@ -227,7 +227,7 @@ async def test_keep_alive_request_over_a_loopback_socket(monkeypatch: pytest.Mon
 
 #: Coroutine frames of an idle keep-alive connection's task, trio's own
 #: included: most of what an idle connection costs in memory is this stack.
-MAX_IDLE_STACK_DEPTH = 11
+MAX_IDLE_STACK_DEPTH = 8
 
 
 def _coroutine_stack(task: trio.lowlevel.Task) -> list[str]:

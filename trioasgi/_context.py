@@ -9,6 +9,7 @@ from typing import Any
 from ._config import Config
 from ._date import http_date
 from ._http_writer import DefaultHeaders
+from ._parser_pool import ParserPool
 from ._parsers import resolve_parser
 from ._proxy import TrustedProxies
 from ._strict import RequestLimits
@@ -28,6 +29,8 @@ class ServerContext:
     trusted_proxies: TrustedProxies | None = field(init=False)
     #: The HTTP/1.1 parser every connection uses: "h11" or "httptools".
     parser: str = field(init=False)
+    #: Parsers of that kind, lent to the connections while they read.
+    parsers: ParserPool = field(init=False)
     #: The request limits every connection checks, built once.
     request_limits: RequestLimits = field(init=False)
     #: ``default_headers()`` as the HTTP response writer adds them.
@@ -58,6 +61,7 @@ class ServerContext:
         if self._date_header:
             defaults.append((b"date", None))  # None: the current date
         self.response_defaults = DefaultHeaders(defaults + self._extra_headers)
+        self.parsers = ParserPool(config, self.parser, self.response_defaults)
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None

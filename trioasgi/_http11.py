@@ -28,7 +28,6 @@ import trio
 from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
-from ._parsers import new_parser
 from ._socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ._strict import Rejection, check_request
 from ._websocket import WebSocketSession
@@ -105,7 +104,7 @@ class HTTPConnection:
         proxies = ctx.trusted_proxies
         self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
         # h11.Connection, or the httptools parser behind the same interface.
-        self.h11 = new_parser(ctx.config, ctx.parser, ctx.response_defaults)
+        self.h11 = ctx.parsers.take()
         self.shutting_down = False
         # No request has been served on this connection yet.
         self._fresh = True
@@ -163,7 +162,18 @@ class HTTPConnection:
                 # its first request still answers one already in the parser's
                 # buffer (see Server._handle_connection); the wait does not
                 # wait for more, and _start_next_cycle ends the loop after it.
-                pending = await self._next_head_event()
+                # The wait is awaited from here, not through a helper: each
+                # coroutine frame between the task and the wait is memory
+                # that every idle connection holds.
+                try:
+                    if self.h11.needs_data():
+                        pending = await self._wait_for_request_head()
+                    else:
+                        pending = self.h11.next_event()
+                        if pending is h11.NEED_DATA:
+                            pending = await self._wait_for_request_head()
+                except h11.RemoteProtocolError as exc:
+                    pending = exc
                 if pending is None:
                     return None
                 if scope.cancel_called:
@@ -331,20 +341,6 @@ class HTTPConnection:
             self.h11.receive_data(data)
         return bool(data)
 
-    async def _next_head_event(self) -> _HeadEvent | None:
-        """The parser's next event at the start of a request (waited for), or None to close."""
-        config = self.ctx.config
-        h11conn = self.h11
-        try:
-            event = h11.NEED_DATA if h11conn.needs_data() else h11conn.next_event()
-            if event is h11.NEED_DATA:
-                return await self._wait_for_request_head(
-                    config.timeout_keep_alive, config.timeout_request_header
-                )
-        except h11.RemoteProtocolError as exc:
-            return exc
-        return event
-
     def _rejection(
         self, request: h11.Request, headers: list[tuple[bytes, bytes]]
     ) -> Rejection | None:
@@ -372,22 +368,19 @@ class HTTPConnection:
         else:
             scope.cancel()
 
-    async def _wait_for_request_head(
-        self, keep_alive: float, header_timeout: float
-    ) -> h11.Request | h11.ConnectionClosed | None:
+    async def _wait_for_request_head(self) -> h11.Request | h11.ConnectionClosed | None:
         """Read until a request head is complete, within the connection's timeout scope.
 
         On timeout (or shutdown) the scope's ``Cancelled`` leaves ``run``'s
         loop, which then calls :meth:`_request_head_timed_out`.
         """
-        h11conn = self.h11
         fresh = self._fresh
         # A keep-alive client under load has usually sent its next request
         # by now: read it without arming a deadline (moving a trio deadline
         # costs more than the read), and without a scheduler step.
         got_data = self._receive_ready()
         if got_data is not None:
-            event = h11conn.next_event()
+            event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
             if not got_data:  # EOF after a partial request head
@@ -397,26 +390,39 @@ class HTTPConnection:
         scope = self._timeouts
         assert scope is not None
         event = h11.NEED_DATA
+        config = self.ctx.config
         # A new connection has sent nothing yet: it gets the header timeout
         # from the start and a 408 if it stays silent. Between requests the
         # connection is idle and closes quietly after the keep-alive timeout
         # (a 408 there could cross a request the client just sent).
-        scope.deadline = trio.current_time() + (header_timeout if fresh else keep_alive)
+        timeout = config.timeout_request_header if fresh else config.timeout_keep_alive
+        scope.deadline = trio.current_time() + timeout
         try:
             self._idle_scope = scope
             if self.shutting_down:
                 self._end_idle_wait(scope)
-            got_data = await self.receive_into_h11(nothing_there=got_data is None)
+            sock = self.plain_socket
+            if got_data is None and sock is not None and not self._reading:
+                # Idle, perhaps for long: wait right here, with only trio's
+                # frames below this one, and without a parser if ours holds
+                # nothing (see _parser_pool).
+                handed_in = self.ctx.parsers.hand_in(self.h11)
+                if handed_in:
+                    self.h11 = None
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    pass  # closed meanwhile: read as EOF below
+                finally:
+                    if handed_in:
+                        self.h11 = self.ctx.parsers.take()
+                got_data = self._receive_ready()
+            if got_data is None:  # not a plain socket, or woken with nothing to read
+                got_data = await self.receive_into_h11(nothing_there=True)
             self._idle_scope = None
-            event = h11conn.next_event()
-            if event is h11.NEED_DATA and got_data and not fresh:
-                # Part of a request is here: the connection is no longer
-                # idle, and the client has a while to finish the head.
-                # (Most heads come whole in one read: no deadline change.)
-                scope.deadline = trio.current_time() + header_timeout
-            while event is h11.NEED_DATA and got_data:
-                got_data = await self.receive_into_h11()
-                event = h11conn.next_event()
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA and got_data:
+                event = await self._read_rest_of_head(scope, fresh)
         finally:
             self._idle_scope = None
             # The app runs in this scope too: no deadline while it does.
@@ -424,6 +430,21 @@ class HTTPConnection:
         if event is h11.NEED_DATA:  # EOF after a partial request head
             return None
         return event
+
+    async def _read_rest_of_head(self, scope: trio.CancelScope, fresh: bool) -> Any:
+        """Read until the head that has begun is complete: the parser's event, or NEED_DATA at EOF.
+
+        Most heads come whole in one read, and never get here.
+        """
+        if not fresh:
+            # Part of a request is here: the connection is no longer idle,
+            # and the client has a while to finish the head.
+            scope.deadline = trio.current_time() + self.ctx.config.timeout_request_header
+        while True:
+            got_data = await self.receive_into_h11()
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA or not got_data:
+                return event
 
     async def _request_head_timed_out(self) -> None:
         """After the wait for a request head was cancelled: a 408, or a quiet close if idle."""

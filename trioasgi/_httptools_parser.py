@@ -153,6 +153,16 @@ class HttptoolsConnection:
         self._writer.reset()
         self._their_state = h11.IDLE
 
+    def renew(self) -> None:
+        """Forget the requests parsed so far (between requests, nothing buffered).
+
+        llhttp keeps a little state from one message to the next: a fresh
+        parser (a quarter of a microsecond) guarantees none of it remains.
+        """
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers = []
+
     # -- delivering parsed events -------------------------------------------
 
     def _deliver(self, event: Any) -> Any:

@@ -76,6 +76,12 @@ class H11Connection:
             self._writer.begin(event)
         return event
 
+    def renew(self) -> None:
+        """Forget the requests parsed so far (between requests, nothing buffered).
+
+        Nothing to do: ``start_next_cycle`` already made a fresh ``h11.Connection``.
+        """
+
     def start_next_cycle(self) -> None:
         writer = self._writer
         if writer.our_state is not h11.DONE or not writer.keep_alive:
