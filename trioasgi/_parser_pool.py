@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import h11
-
 from ._config import Config
 from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders
 from ._parsers import new_parser
@@ -28,8 +26,6 @@ from ._parsers import new_parser
 #: The most parsers kept for later; more than this many connections going
 #: idle at once drop theirs, and new ones are built when they are needed.
 MAX_IDLE_PARSERS = 256
-
-_NOTHING_RECEIVED = (b"", False)
 
 
 class ParserPool:
@@ -56,11 +52,7 @@ class ParserPool:
         False if the parser holds part of a request or the peer's EOF: the
         connection keeps it.
         """
-        if (
-            parser.their_state is not h11.IDLE
-            or parser.our_state is not h11.IDLE
-            or parser.trailing_data != _NOTHING_RECEIVED
-        ):
+        if not parser.holds_nothing():
             return False
         if len(self._idle) < MAX_IDLE_PARSERS:
             parser.renew()

@@ -16,6 +16,8 @@ import h11
 from ._config import Config
 from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
+_NOTHING_RECEIVED = (b"", False)
+
 
 class H11Connection:
     """h11 parses the requests; :class:`ResponseWriter` writes the responses.
@@ -75,6 +77,15 @@ class H11Connection:
         if type(event) is h11.Request:
             self._writer.begin(event)
         return event
+
+    def holds_nothing(self) -> bool:
+        """Whether both sides are between requests, nothing buffered, the peer still there."""
+        state = self._h11
+        return (
+            state.their_state is h11.IDLE
+            and self._writer.our_state is h11.IDLE
+            and state.trailing_data == _NOTHING_RECEIVED
+        )
 
     def renew(self) -> None:
         """Forget the requests parsed so far (between requests, nothing buffered).
