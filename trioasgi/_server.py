@@ -21,6 +21,7 @@ import errno
 import math
 import random
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +39,9 @@ from ._tls import load_tls, tls_extension
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_SECONDS = 0.1
+#: How many local addresses get a tuple shared by all their connections
+#: (a server has a handful; more than this are not worth remembering).
+_MAX_LOCAL_ADDRESSES = 64
 
 
 class Server:
@@ -57,6 +61,7 @@ class Server:
         self.scheme = "https" if self.tls is not None else "http"
         self.addresses: list[tuple[str, int | None]] = []
         self._connections: set[HTTPConnection] = set()
+        self._local_addresses: dict[tuple[str, int], tuple[str, int]] = {}
         self._shutdown_requested = trio.Event()
         self._root_scope = trio.CancelScope()
         self._startup_failure: LifespanFailure | None = None
@@ -194,25 +199,13 @@ class Server:
             connections.start_soon(self._handle_connection, stream, listener)
 
     async def _handle_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
-        sock = stream.socket
-        if listener.is_unix:
-            client, server = None, listener.address
-        else:
-            client, server = _peer(sock), _local(sock)
+        # Few locals: this frame is held for as long as the connection is open.
         if self.tls is None:
-            connection = HTTPConnection(stream, self.ctx, client=client, server=server)
+            connection = self._new_connection(stream, listener)
         else:
-            tls_stream = await self._tls_handshake(stream, client)
-            if tls_stream is None:
+            connection = await self._new_tls_connection(stream, listener)
+            if connection is None:
                 return
-            connection = HTTPConnection(
-                tls_stream,
-                self.ctx,
-                client=client,
-                server=server,
-                scheme="https",
-                tls=tls_extension(self.tls, tls_stream),
-            )
         self._connections.add(connection)
         self.ctx.open_connections += 1
         try:
@@ -222,6 +215,48 @@ class Server:
         finally:
             self._connections.discard(connection)
             self.ctx.open_connections -= 1
+
+    def _addresses(
+        self, stream: trio.SocketStream, listener: Listener
+    ) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
+        """The client's and the server's address of a new connection.
+
+        Shared where they repeat: every connection to one local address gets
+        the same tuple, and clients from one host the same host string.
+        """
+        if listener.is_unix:
+            return None, listener.address
+        sock = stream.socket
+        client = _peer(sock)
+        server = _local(sock)
+        if server is not None:
+            known = self._local_addresses
+            server = known.get(server) or server
+            if len(known) < _MAX_LOCAL_ADDRESSES:
+                known.setdefault(server, server)
+        return client, server
+
+    def _new_connection(self, stream: trio.SocketStream, listener: Listener) -> HTTPConnection:
+        client, server = self._addresses(stream, listener)
+        return HTTPConnection(stream, self.ctx, client=client, server=server)
+
+    async def _new_tls_connection(
+        self, stream: trio.SocketStream, listener: Listener
+    ) -> HTTPConnection | None:
+        """The connection once the TLS handshake is done, or None if it failed."""
+        assert self.tls is not None
+        client, server = self._addresses(stream, listener)
+        tls_stream = await self._tls_handshake(stream, client)
+        if tls_stream is None:
+            return None
+        return HTTPConnection(
+            tls_stream,
+            self.ctx,
+            client=client,
+            server=server,
+            scheme="https",
+            tls=tls_extension(self.tls, tls_stream),
+        )
 
     async def _tls_handshake(
         self, stream: trio.SocketStream, client: tuple[str, int] | None
@@ -266,11 +301,13 @@ class _RequestLimit:
 
 
 def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
-    """The remote (host, port) of a TCP connection."""
+    """The remote (host, port) of a TCP connection, the host string interned."""
     try:
-        return tuple(sock.getpeername()[:2])  # type: ignore[return-value]
+        host, port = sock.getpeername()[:2]
     except OSError:
         return None
+    # Interned, not cached: the string lives as long as a connection from the host.
+    return sys.intern(host), port
 
 
 def _local(sock: trio.socket.SocketType) -> tuple[str, int] | None:
