@@ -196,7 +196,10 @@ class Server:
                 logger.error("accept() failed: %s; retrying shortly", exc.strerror)
                 await trio.sleep(_ACCEPT_RETRY_SECONDS)
                 continue
-            connections.start_soon(self._handle_connection, stream, listener)
+            # Named with one shared string: trio would format one per task.
+            connections.start_soon(
+                self._handle_connection, stream, listener, name=_CONNECTION_TASK_NAME
+            )
 
     async def _handle_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
         # Few locals: this frame is held for as long as the connection is open.
@@ -282,6 +285,10 @@ class Server:
             await trio.aclose_forcefully(stream)
             return None
         return tls_stream
+
+
+#: The name of every connection task (trio's default name, spelled out once).
+_CONNECTION_TASK_NAME = f"{__name__}.{Server._handle_connection.__qualname__}"
 
 
 class _RequestLimit:
