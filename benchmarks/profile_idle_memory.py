@@ -127,6 +127,8 @@ def _owned_objects(tasks: list[trio.lowlevel.Task]) -> dict[str, Any]:
         name = f"{kind.__module__}.{kind.__qualname__}"
         if kind is types.CoroutineType:
             name += f" ({obj.cr_code.co_qualname})"
+        elif kind is types.GeneratorType:
+            name += f" ({obj.gi_code.co_qualname})"
         by_type[name] += sys.getsizeof(obj)
         count[name] += 1
     stack, coro = [], tasks[0].coro
