@@ -155,14 +155,7 @@ class HttptoolsConnection:
 
     def holds_nothing(self) -> bool:
         """Whether both sides are between requests, nothing buffered, the peer still there."""
-        return (
-            self._their_state is h11.IDLE
-            and self._writer.our_state is h11.IDLE
-            and not self._buffer
-            and not self._events
-            and not self._in_head
-            and not self._closed
-        )
+        return self._writer.our_state is h11.IDLE and not self._in_head and self.needs_data()
 
     def renew(self) -> None:
         """Forget the requests parsed so far (between requests, nothing buffered).

@@ -16,8 +16,6 @@ import h11
 from ._config import Config
 from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
-_NOTHING_RECEIVED = (b"", False)
-
 
 class H11Connection:
     """h11 parses the requests; :class:`ResponseWriter` writes the responses.
@@ -80,17 +78,13 @@ class H11Connection:
 
     def holds_nothing(self) -> bool:
         """Whether both sides are between requests, nothing buffered, the peer still there."""
-        state = self._h11
-        return (
-            state.their_state is h11.IDLE
-            and self._writer.our_state is h11.IDLE
-            and state.trailing_data == _NOTHING_RECEIVED
-        )
+        return self._writer.our_state is h11.IDLE and self.needs_data()
 
     def renew(self) -> None:
         """Forget the requests parsed so far (between requests, nothing buffered).
 
-        Nothing to do: ``start_next_cycle`` already made a fresh ``h11.Connection``.
+        Nothing to do: after ``start_next_cycle`` with nothing buffered,
+        h11 takes the next request as it would on a new connection.
         """
 
     def start_next_cycle(self) -> None:
