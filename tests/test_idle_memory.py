@@ -186,7 +186,7 @@ def test_the_pool_keeps_a_bounded_number(http_parser: str) -> None:
 
 CONNECTIONS = 200
 #: Bytes allocated per idle keep-alive connection (tracemalloc, CPython 3.11):
-#: 8,100 (h11) and 8,400 (httptools) before the idle-memory work, 5,050 after; see
+#: 7,650 (h11) and 7,860 (httptools) before the idle-memory work, ~5,000 after; see
 #: docs/performance-notes.md. The bound leaves room for other Python versions.
 MAX_BYTES_PER_IDLE_CONNECTION = 6_400
 
