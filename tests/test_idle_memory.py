@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import sys
 import tracemalloc
 
 import pytest
@@ -185,10 +186,11 @@ def test_the_pool_keeps_a_bounded_number(http_parser: str) -> None:
 # -- the guard --------------------------------------------------------------------
 
 CONNECTIONS = 200
-#: Bytes allocated per idle keep-alive connection (tracemalloc, CPython 3.11):
-#: 7,650 (h11) and 7,860 (httptools) before the idle-memory work, ~5,000 after; see
-#: docs/performance-notes.md. The bound leaves room for other Python versions.
-MAX_BYTES_PER_IDLE_CONNECTION = 6_400
+#: Bytes allocated per idle keep-alive connection (tracemalloc), h11 / httptools.
+#: CPython 3.11 to 3.13: 7,650 / 7,860 before the idle-memory work, ~4,950 /
+#: 5,000 after. CPython 3.10 allocates each coroutine's frame on its own:
+#: 11,750 / 11,950 before, 8,000 / 8,100 after. See docs/performance-notes.md.
+MAX_BYTES_PER_IDLE_CONNECTION = 6_400 if sys.version_info >= (3, 11) else 9_600
 
 
 async def test_an_idle_keep_alive_connection_allocates_little(http_parser: str) -> None:
