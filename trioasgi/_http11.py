@@ -166,18 +166,17 @@ class HTTPConnection:
                 # coroutine frame between the task and the wait is memory
                 # that every idle connection holds.
                 try:
-                    if self.h11.needs_data():
+                    pending = self._arrived_head()
+                    if pending is h11.NEED_DATA:
                         pending = await self._wait_for_request_head()
-                    else:
-                        pending = self.h11.next_event()
-                        if pending is h11.NEED_DATA:
-                            pending = await self._wait_for_request_head()
+                        # Only a wait can be cancelled (no deadline is set
+                        # otherwise, and shutdown cancels only a waiting scope).
+                        if pending is not None and scope.cancel_called:
+                            return pending
                 except h11.RemoteProtocolError as exc:
                     pending = exc
                 if pending is None:
                     return None
-                if scope.cancel_called:
-                    return pending
             if type(pending) is not h11.Request:
                 if isinstance(pending, h11.RemoteProtocolError):
                     await self.send_error(pending.error_status_hint, str(pending))
@@ -368,25 +367,36 @@ class HTTPConnection:
         else:
             scope.cancel()
 
-    async def _wait_for_request_head(self) -> h11.Request | h11.ConnectionClosed | None:
-        """Read until a request head is complete, within the connection's timeout scope.
+    def _arrived_head(self) -> _HeadEvent | Any | None:
+        """The next request head if it is here already, read without waiting.
 
-        On timeout (or shutdown) the scope's ``Cancelled`` leaves ``run``'s
-        loop, which then calls :meth:`_request_head_timed_out`.
+        NEED_DATA if it is not (or only part of it is), None at EOF. A
+        keep-alive client under load has usually sent its next request by
+        the time we look: it is read without arming a deadline (moving a
+        trio deadline costs more than the read) and without a scheduler step.
         """
-        fresh = self._fresh
-        # A keep-alive client under load has usually sent its next request
-        # by now: read it without arming a deadline (moving a trio deadline
-        # costs more than the read), and without a scheduler step.
-        got_data = self._receive_ready()
-        if got_data is not None:
-            event = self.h11.next_event()
+        h11conn = self.h11
+        if not h11conn.needs_data():
+            event = h11conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            if not got_data:  # EOF after a partial request head
-                return None
-            # Part of a head: the connection is no longer idle.
-            fresh = True
+        got_data = self._receive_ready()
+        if got_data is None:
+            return h11.NEED_DATA
+        event = h11conn.next_event()
+        if event is h11.NEED_DATA and not got_data:  # EOF after a partial request head
+            return None
+        return event
+
+    async def _wait_for_request_head(self) -> h11.Request | h11.ConnectionClosed | None:
+        """Wait until a request head is complete, within the connection's timeout scope.
+
+        Called when :meth:`_arrived_head` found no whole head. On timeout (or
+        shutdown) the scope's ``Cancelled`` leaves ``run``'s loop, which then
+        calls :meth:`_request_head_timed_out`.
+        """
+        # Part of a head is here already: the connection is no longer idle.
+        fresh = self._fresh or bool(self.h11.trailing_data[0])
         scope = self._timeouts
         assert scope is not None
         event = h11.NEED_DATA
@@ -402,7 +412,8 @@ class HTTPConnection:
             if self.shutting_down:
                 self._end_idle_wait(scope)
             sock = self.plain_socket
-            if got_data is None and sock is not None and not self._reading:
+            got_data = None
+            if sock is not None and not self._reading:
                 # Idle, perhaps for long: wait right here, with only trio's
                 # frames below this one, and without a parser if ours holds
                 # nothing (see _parser_pool).

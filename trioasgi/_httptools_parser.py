@@ -66,7 +66,9 @@ class HttptoolsConnection:
         self._max_head = max_incomplete_event_size
         self._max_fields = max_fields
         self._parser = httptools.HttpRequestParser(self)
-        self._buffer = bytearray()
+        # Bytes received but not fed to llhttp yet: usually none, or one
+        # read's worth (joining to an empty bytes object does not copy).
+        self._unparsed = b""
         self._closed = False
         # A list, not a deque: a deque preallocates ~600 bytes, and an idle
         # connection holds its parser for as long as it stays open.
@@ -107,21 +109,21 @@ class HttptoolsConnection:
         A request head llhttp has begun but not finished counts as one byte:
         the caller only asks whether a request has started.
         """
-        pending = bytes(self._buffer)
+        pending = self._unparsed
         if not pending and self._in_head:
             pending = b"\0"
         return pending, self._closed
 
     def receive_data(self, data: bytes) -> None:
         if data:
-            self._buffer += data
+            self._unparsed += data
         else:
             self._closed = True
 
     def needs_data(self) -> bool:
         """Whether ``next_event`` would surely say NEED_DATA: nothing unparsed, peer open."""
         return (
-            not self._buffer
+            not self._unparsed
             and not self._events
             and not self._closed
             and self._their_state is h11.IDLE
@@ -133,9 +135,9 @@ class HttptoolsConnection:
             return h11.PAUSED
         if state is h11.ERROR:
             raise h11.RemoteProtocolError("Can't receive data when peer state is ERROR")
-        if not self._events and self._buffer:
-            data = bytes(self._buffer)
-            self._buffer.clear()
+        if not self._events and self._unparsed:
+            data = self._unparsed
+            self._unparsed = b""
             self._feed(data)
         if self._events:
             return self._deliver(self._events.pop(0))
@@ -192,7 +194,7 @@ class HttptoolsConnection:
             # rest unparsed, as h11 does: ``trailing_data`` for a WebSocket
             # session, or the next request's bytes for a fresh parser if
             # the request is served as plain HTTP.
-            self._buffer[:0] = data[upgrade.args[0] :]
+            self._unparsed = data[upgrade.args[0] :] + self._unparsed
             self._parser = httptools.HttpRequestParser(self)
             events = self._events
             ended = bool(events) and type(events[-1]) is h11.EndOfMessage
