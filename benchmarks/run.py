@@ -212,11 +212,14 @@ def _run_server(
         _log(f"{tag}: {info.status}")
         return
     info.command = ["taskset", "-c", str(SERVER_CORE), *spec.command(server.port)]
+    fds_idle = server.fd_count()
     try:
         for sc in scenarios:
             if not server.alive():
                 results.add(sc.name, spec.name, report.Measurement(rnd, error="server exited"))
                 continue
+            # Each scenario starts once the server has closed the last one's connections.
+            server.wait_for_closes(fds_idle)
             cpu_before, t0 = server.cpu_seconds(), time.monotonic()
             try:
                 sample = sc.run(server, settings)

@@ -30,6 +30,10 @@ APP = "benchmarks.apps:app"
 # servers' 5 s defaults are shorter than opening 5,000 connections to the slow ones.
 KEEP_ALIVE_SECONDS = "60"
 START_TIMEOUT = 20.0
+# Between scenarios: how long a server may take to close the last one's
+# connections, and how many descriptors above its idle count mean "done".
+CLOSE_TIMEOUT = 15.0
+CLOSE_SLACK_FDS = 10
 STOP_TIMEOUT = 5.0
 
 
@@ -245,6 +249,17 @@ class RunningServer:
             with contextlib.suppress(OSError):
                 total += len(os.listdir(f"/proc/{pid}/fd"))
         return total
+
+    def wait_for_closes(self, fds_idle: int, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Wait (at most ``timeout``) until the server holds no more descriptors than when idle.
+
+        Closing the thousands of connections a scenario leaves behind costs a
+        server a good fraction of a second: the scenario that runs next on it
+        must not pay for that.
+        """
+        deadline = time.monotonic() + timeout
+        while self.fd_count() > fds_idle + CLOSE_SLACK_FDS and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """SIGTERM the process group we created, then SIGKILL it if it lingers."""
