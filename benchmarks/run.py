@@ -219,7 +219,9 @@ def _run_server(
                 results.add(sc.name, spec.name, report.Measurement(rnd, error="server exited"))
                 continue
             # Each scenario starts once the server has closed the last one's connections.
-            server.wait_for_closes(fds_idle)
+            waited = server.wait_for_closes(fds_idle)
+            if waited > 1:
+                _log(f"{tag}: waited {waited:.1f} s for it to close the last connections")
             cpu_before, t0 = server.cpu_seconds(), time.monotonic()
             try:
                 sample = sc.run(server, settings)
