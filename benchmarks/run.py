@@ -193,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _repo_relative(argv: list[str]) -> list[str]:
+    """``argv`` with paths inside the repository made relative to it, for the results."""
+    root = str(servers.REPO_ROOT) + os.sep
+    return [arg[len(root) :] if arg.startswith(root) else arg for arg in argv]
+
+
 def _run_server(
     spec: servers.ServerSpec,
     rnd: int,
@@ -211,7 +217,7 @@ def _run_server(
         info.status = f"failed to start: {exc}"
         _log(f"{tag}: {info.status}")
         return
-    info.command = ["taskset", "-c", str(SERVER_CORE), *spec.command(server.port)]
+    info.command = _repo_relative(["taskset", "-c", str(SERVER_CORE), *spec.command(server.port)])
     fds_idle = server.fd_count()
     try:
         for sc in scenarios:
