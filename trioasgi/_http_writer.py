@@ -273,15 +273,28 @@ class ResponseWriter:
         """The response head; decides the framing of the body that follows."""
         if type(status) is not int or not 200 <= status <= 999:
             raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
+        kept, lengths, chunked, asks_close = self._header_lines(headers)
+        close = self._add_framing(status, kept, lengths, chunked) or close or asks_close
+        if close or not self.keep_alive:
+            kept.append(b"connection: close\r\n")
+            self.keep_alive = False
+        return _head(status, reason, kept)
+
+    def _header_lines(
+        self, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[list[bytes], set[bytes], bool, bool]:
+        """The lines to write for ``headers`` plus the server's defaults, in order.
+
+        Also what the framing depends on: the Content-Length values, whether
+        the app asked for chunked, and whether it asked to close.
+        """
         defaults = self.defaults
         special = defaults.special
-        # The header lines to write, in order.
         kept: list[bytes] = []
         # Default header names the response sets itself (rarely any).
         seen: set[bytes] | None = None
         lengths: set[bytes] = set()
-        chunked = False
-        close = close or not self.keep_alive
+        chunked = close = False
         for name, value in headers:
             lowered, line = validated_header(name, value)
             if lowered not in special:
@@ -305,8 +318,7 @@ class ResponseWriter:
                 chunked = True
             elif lowered == b"connection":
                 tokens = {token.strip().lower() for token in value.split(b",")}
-                if b"close" in tokens:
-                    close = True
+                close = close or b"close" in tokens
                 tokens.discard(b"keep-alive")
                 tokens.discard(b"close")
                 if tokens:
@@ -320,7 +332,14 @@ class ResponseWriter:
             kept.append(defaults.block())
         else:
             kept.extend(defaults.lines_without(seen))
+        return kept, lengths, chunked, close
+
+    def _add_framing(
+        self, status: int, kept: list[bytes], lengths: set[bytes], chunked: bool
+    ) -> bool:
+        """Choose how the body is delimited (h11's rules), add its header; whether to close."""
         method = self.request_method
+        close = False
         # Like h11: the headers of a response to HEAD say what GET would
         # have had; 204, 304 and 2xx to CONNECT have no body whatever they say.
         no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
@@ -334,8 +353,9 @@ class ResponseWriter:
                 self.framing = "chunked"
                 kept.append(b"transfer-encoding: chunked\r\n")
             else:
+                # An HTTP/1.0 client: the body ends when the connection does.
                 self.framing = "close"
-                close = close or method != b"HEAD"
+                close = method != b"HEAD"
         else:
             self.framing = "length"
             length = lengths.pop()
@@ -344,10 +364,7 @@ class ResponseWriter:
         if no_body or method == b"HEAD":
             self.framing = "length"
             self.remaining = 0
-        if close:
-            kept.append(b"connection: close\r\n")
-            self.keep_alive = False
-        return _head(status, reason, kept)
+        return close
 
     def data(self, data: bytes) -> bytes:
         framing = self.framing
