@@ -504,6 +504,32 @@ async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> 
     assert order == ["a", "b", "c"]
 
 
+async def keepalive_peer(app: Callable[..., Any], nursery: trio.Nursery) -> WSMemoryPeer:
+    """A handshaken peer over lockstep streams (each byte waits for its reader), 5 s pings."""
+    peer = WSMemoryPeer(
+        app,
+        nursery,
+        pair=trio.testing.lockstep_stream_pair,
+        ws_ping_interval=5,
+        ws_ping_timeout=5,
+    )
+    await peer.handshake()
+    return peer
+
+
+def start_sending(nursery: trio.Nursery, peer: WSMemoryPeer, frames: list[bytes]) -> list[int]:
+    """Send ``frames`` from a task; the returned one-item list counts those sent so far."""
+    sent = [0]
+
+    async def sender() -> None:
+        for data in frames:
+            await peer.send(data)
+            sent[0] += 1
+
+    nursery.start_soon(sender)
+    return sent
+
+
 @pytest.mark.parametrize(("size", "most"), [(1, MESSAGE_QUEUE_SIZE), (600 * 1024, 2)])
 async def test_keepalive_reads_ahead_no_further_than_the_queue(
     nursery, autojump_clock, size: int, most: int
@@ -523,22 +549,8 @@ async def test_keepalive_reads_ahead_no_further_than_the_queue(
         while len(got) < 6:
             got.append(len((await receive())["bytes"]))
 
-    peer = WSMemoryPeer(
-        slow_app,
-        nursery,
-        pair=trio.testing.lockstep_stream_pair,
-        ws_ping_interval=5,
-        ws_ping_timeout=5,
-    )
-    await peer.handshake()
-    sent = 0
-
-    async def sender() -> None:
-        nonlocal sent
-        for _ in range(6):
-            await peer.send(frame(BINARY, bytes(size)))
-            sent += 1
-
+    peer = await keepalive_peer(slow_app, nursery)
+    sent = start_sending(nursery, peer, [frame(BINARY, bytes(size))] * 6)
     pings = 0
 
     async def read_pings() -> None:
@@ -546,12 +558,11 @@ async def test_keepalive_reads_ahead_no_further_than_the_queue(
         while isinstance(await peer.next_event(), Ping):
             pings += 1
 
-    nursery.start_soon(sender)
     nursery.start_soon(read_pings)
     await trio.sleep(60)  # a ping at 5, never answered
     assert pings == 1  # and its pong is still awaited, without blame
     # Read ahead by the keepalive (nobody reads before its ping), then held back.
-    assert most <= sent <= most + 1
+    assert most <= sent[0] <= most + 1
     release.set()
     with trio.fail_after(10):
         while len(got) < 6:
@@ -633,27 +644,12 @@ async def test_keepalive_reads_on_once_the_app_makes_room(nursery, autojump_cloc
         await receive()
         await trio.sleep_forever()
 
-    peer = WSMemoryPeer(
-        slow_app,
-        nursery,
-        pair=trio.testing.lockstep_stream_pair,
-        ws_ping_interval=5,
-        ws_ping_timeout=5,
-    )
-    await peer.handshake()
-    sent = 0
-
-    async def sender() -> None:
-        nonlocal sent
-        for _ in range(MESSAGE_QUEUE_SIZE):
-            await peer.send(frame(TEXT, b"x"))
-            sent += 1
-
-    nursery.start_soon(sender)
+    peer = await keepalive_peer(slow_app, nursery)
+    sent = start_sending(nursery, peer, [frame(TEXT, b"x")] * MESSAGE_QUEUE_SIZE)
     ping = await peer.next_event()  # at 5; the keepalive then reads the queue full
     assert isinstance(ping, Ping)
     await trio.testing.wait_all_tasks_blocked()
-    assert sent == MESSAGE_QUEUE_SIZE
+    assert sent[0] == MESSAGE_QUEUE_SIZE
     take_one.set()  # room for one: the keepalive reads on, and finds the pong
     with trio.fail_after(30):
         await peer.send(frame(PONG, ping.payload))
