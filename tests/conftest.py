@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -201,6 +202,15 @@ async def read_until_closed(stream: trio.abc.ReceiveStream, limit: int = 10_000_
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected pair of real sockets: the server side takes the plain-socket paths."""
+    client, server = socket.socketpair()
+    return (
+        trio.SocketStream(trio.socket.from_stdlib_socket(client)),
+        trio.SocketStream(trio.socket.from_stdlib_socket(server)),
+    )
 
 
 class MemoryConnection:

@@ -18,7 +18,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import MemoryConnection
+from tests.conftest import MemoryConnection, socket_stream_pair
 from tests.malformed import MALFORMED_REQUESTS
 
 VALID_REQUESTS = [
@@ -135,11 +135,16 @@ def parse_responses(data: bytes, methods: list[str]) -> list[int]:
     return statuses
 
 
-async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool, body_limit) -> None:
+async def _run_one(
+    pieces: list[bytes], pauses: list[float], fin: bool, body_limit, over_socket: bool
+) -> None:
     app = FuzzApp()
+    # A real socket pair takes the plain-socket paths (reads without waiting,
+    # direct writes, the parser lent while idle); memory streams the others.
+    pair = socket_stream_pair if over_socket else trio.testing.memory_stream_pair
     async with trio.open_nursery() as nursery:
         # HTTP/1.1 only: an upgrade would hand the bytes to the WebSocket code.
-        conn = MemoryConnection(app, nursery, limit_request_body=body_limit, ws="none")
+        conn = MemoryConnection(app, nursery, pair, limit_request_body=body_limit, ws="none")
 
         nursery.start_soon(conn.deliver, pieces, pauses, fin)
         # Virtual seconds: far beyond every timeout and pause, so only a hang reaches it.
@@ -183,8 +188,8 @@ def test_fuzz_connection(request: pytest.FixtureRequest) -> None:
     examples = request.config.getoption("--fuzz-examples")
 
     @_fuzz_settings(examples)
-    @given(deliveries(), st.sampled_from([None, None, 4, 100]))
-    def check(delivery, body_limit) -> None:
+    @given(deliveries(), st.sampled_from([None, None, 4, 100]), st.booleans())
+    def check(delivery, body_limit, over_socket) -> None:
         pieces, pauses, fin = delivery
         trio.run(
             _run_one,
@@ -192,6 +197,7 @@ def test_fuzz_connection(request: pytest.FixtureRequest) -> None:
             pauses,
             fin,
             body_limit,
+            over_socket,
             clock=trio.testing.MockClock(autojump_threshold=0),
         )
 

@@ -10,7 +10,6 @@ connection, counted with ``tracemalloc`` rather than read from the RSS.
 from __future__ import annotations
 
 import gc
-import socket
 import sys
 import tracemalloc
 
@@ -19,7 +18,7 @@ import trio
 import trio.testing
 
 from tests import apps
-from tests.conftest import MemoryConnection, running_server
+from tests.conftest import MemoryConnection, running_server, socket_stream_pair
 from trioasgi import Config
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
@@ -29,14 +28,6 @@ from trioasgi._parsers import new_parser
 pytestmark = pytest.mark.usefixtures("http_parser")
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    client, server = socket.socketpair()
-    return (
-        trio.SocketStream(trio.socket.from_stdlib_socket(client)),
-        trio.SocketStream(trio.socket.from_stdlib_socket(server)),
-    )
 
 
 async def path_app(scope, receive, send) -> None:
