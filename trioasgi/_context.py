@@ -33,7 +33,7 @@ class ServerContext:
     parsers: ParserPool = field(init=False)
     #: The request limits every connection checks, built once.
     request_limits: RequestLimits = field(init=False)
-    #: ``default_headers()`` as the HTTP response writer adds them.
+    #: The headers the server adds to a response that does not set them itself.
     response_defaults: DefaultHeaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,26 +41,24 @@ class ServerContext:
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
-        # Encoded once: ``default_headers()`` runs for every response.
-        self._extra_headers = [
+        # Encoded once: the default headers go out with every response.
+        extra = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in self.config.headers
+            for name, value in config.headers
         ]
-        extra_names = {name for name, _ in self._extra_headers}
-        self._server_header = self.config.server_header and b"server" not in extra_names
-        self._date_header = self.config.date_header and b"date" not in extra_names
+        extra_names = {name for name, _ in extra}
+        defaults: list[tuple[bytes, bytes | None]] = []
+        if config.server_header and b"server" not in extra_names:
+            defaults.append((b"server", SERVER_HEADER))
+        if config.date_header and b"date" not in extra_names:
+            defaults.append((b"date", None))  # None: the current date
+        self.response_defaults = DefaultHeaders(defaults + extra)
         self.parser = resolve_parser(config.http)
         self.request_limits = RequestLimits(
             max_head_size=config.h11_max_incomplete_event_size,
             max_fields=config.limit_request_fields,
             max_body=config.limit_request_body,
         )
-        defaults: list[tuple[bytes, bytes | None]] = []
-        if self._server_header:
-            defaults.append((b"server", SERVER_HEADER))
-        if self._date_header:
-            defaults.append((b"date", None))  # None: the current date
-        self.response_defaults = DefaultHeaders(defaults + self._extra_headers)
         self.parsers = ParserPool(config, self.parser, self.response_defaults)
 
     def date_header_value(self) -> bytes | None:
@@ -68,11 +66,4 @@ class ServerContext:
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers the server adds to a response that does not set them itself."""
-        headers = []
-        if self._server_header:
-            headers.append((b"server", SERVER_HEADER))
-        if self._date_header:
-            headers.append((b"date", http_date()))
-        if self._extra_headers:
-            headers.extend(self._extra_headers)
-        return headers
+        return self.response_defaults.pairs()

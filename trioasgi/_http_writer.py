@@ -81,9 +81,10 @@ class DefaultHeaders:
     a second).
     """
 
-    __slots__ = ("_block", "_block_date", "_dated", "_lines", "names", "special")
+    __slots__ = ("_block", "_block_date", "_dated", "_headers", "_lines", "names", "special")
 
     def __init__(self, headers: list[tuple[bytes, bytes | None]]) -> None:
+        self._headers = headers
         # (name, line); the date's line is None: it is made when written.
         self._lines = [
             (name, None if value is None else validated_header(name, value)[1])
@@ -105,6 +106,15 @@ class DefaultHeaders:
                 self._block_date = date
                 self._block = b"".join(self._rendered(date, ()))
         return self._block
+
+    def pairs(self, without: Iterable[bytes] = ()) -> list[tuple[bytes, bytes]]:
+        """The headers as (name, value) pairs, the date current; names in ``without`` left out."""
+        date = http_date() if self._dated else b""
+        return [
+            (name, date if value is None else value)
+            for name, value in self._headers
+            if name not in without
+        ]
 
     def lines_without(self, seen: set[bytes]) -> list[bytes]:
         """The lines whose names the response did not set itself."""

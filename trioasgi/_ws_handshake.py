@@ -101,7 +101,7 @@ class ServerHandshake:
         """The ``101`` response; ``ValueError`` for a subprotocol the client did not offer."""
         extensions = [BoundedDeflate(max_size)] if deflate else []
         present = {name.lower() for name, _ in headers}
-        headers = headers + [h for h in self.ctx.default_headers() if h[0] not in present]
+        headers = headers + self.ctx.response_defaults.pairs(without=present)
         try:
             return self.ws.send(
                 AcceptConnection(
@@ -114,7 +114,7 @@ class ServerHandshake:
     def reject(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The head of the app's own HTTP response (denial extension); a body follows."""
         present = {name.lower() for name, _ in headers}
-        headers = headers + [h for h in self.ctx.default_headers() if h[0] not in present]
+        headers = headers + self.ctx.response_defaults.pairs(without=present)
         if b"connection" not in present:
             headers.append((b"connection", b"close"))
         return self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
