@@ -308,9 +308,7 @@ class HTTPConnection:
         data = read_ready(sock)
         if data is None:
             return None
-        if self.h11.their_state is not h11.CLOSED:
-            self.h11.receive_data(data)
-        return bool(data)
+        return self._to_parser(data)
 
     async def receive_into_h11(self, *, nothing_there: bool = False) -> bool:
         """Read once from the socket into h11; False once the peer has closed.
@@ -336,6 +334,10 @@ class HTTPConnection:
             if self._read_done is not None:
                 self._read_done.set()
                 self._read_done = None
+        return self._to_parser(data)
+
+    def _to_parser(self, data: bytes) -> bool:
+        """Hand what a read returned (``b""`` at EOF) to the parser; whether it was bytes."""
         if self.h11.their_state is not h11.CLOSED:
             self.h11.receive_data(data)
         return bool(data)
