@@ -74,11 +74,11 @@ class ReplayStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-def _connection(stream: trio.abc.Stream, parser: str) -> HTTPConnection:
-    config = trioasgi.Config(http=parser, access_log=False)
+def in_process_connection(stream: trio.abc.Stream, app, **config) -> HTTPConnection:
+    """A server connection over ``stream`` with access logging off, for the in-process drivers."""
     return HTTPConnection(
         stream,
-        ServerContext(app=hello, config=config),
+        ServerContext(app=app, config=trioasgi.Config(access_log=False, **config)),
         client=("127.0.0.1", 50000),
         server=("127.0.0.1", 8000),
     )
@@ -89,7 +89,7 @@ async def serve(parser: str, requests: int, over_socket: bool = False) -> None:
         await _serve_socket_pair(parser, requests)
         return
     stream = ReplayStream(requests)
-    await _connection(stream, parser).run()
+    await in_process_connection(stream, hello, http=parser).run()
     assert stream.sent == requests, (parser, stream.sent)
 
 
@@ -113,7 +113,7 @@ async def _serve_socket_pair(parser: str, requests: int) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client_loop)
-        await _connection(stream, parser).run()
+        await in_process_connection(stream, hello, http=parser).run()
     assert answered == requests, (parser, answered)
 
 

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 import trio
 from wsproto.frame_protocol import Opcode
 
-import trioasgi
-from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
 
 from .apps import app as benchmark_app
+from .profile_hot_path import in_process_connection
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -180,13 +179,7 @@ class SocketClient:
 
 
 def _connection(stream: trio.abc.Stream, app) -> HTTPConnection:
-    config = trioasgi.Config(access_log=False, ws_per_message_deflate=False)
-    return HTTPConnection(
-        stream,
-        ServerContext(app=app, config=config),
-        client=("127.0.0.1", 50000),
-        server=("127.0.0.1", 8000),
-    )
+    return in_process_connection(stream, app, ws_per_message_deflate=False)
 
 
 async def echo_session(

@@ -253,6 +253,21 @@ class MemoryConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
+    async def exchange(
+        self, nursery: trio.Nursery, pieces: list[bytes], pauses: list[float], fin: bool
+    ) -> bytes:
+        """:meth:`deliver` in ``nursery`` while reading all the server sends until it closes.
+
+        Bounded in virtual seconds far past every timeout and pause: only a
+        hang reaches the bound.
+        """
+        nursery.start_soon(self.deliver, pieces, pauses, fin)
+        with trio.fail_after(10_000):
+            data = await self.read_all()
+            await self.client.aclose()
+            await self.finished.wait()
+        return data
+
     async def read_response(self) -> bytes:
         """Bytes up to the end of one response's head plus whatever body came with it."""
         data = b""

@@ -146,12 +146,7 @@ async def _run_one(
         # HTTP/1.1 only: an upgrade would hand the bytes to the WebSocket code.
         conn = MemoryConnection(app, nursery, pair, limit_request_body=body_limit, ws="none")
 
-        nursery.start_soon(conn.deliver, pieces, pauses, fin)
-        # Virtual seconds: far beyond every timeout and pause, so only a hang reaches it.
-        with trio.fail_after(10_000):
-            data = await conn.read_all()
-            await conn.client.aclose()
-            await conn.finished.wait()
+        data = await conn.exchange(nursery, pieces, pauses, fin)
         nursery.cancel_scope.cancel()
 
     statuses = parse_responses(data, app.methods)

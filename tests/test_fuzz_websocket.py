@@ -95,12 +95,7 @@ async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool) -> None:
         conn = MemoryConnection(echo_app(), nursery, ws_per_message_deflate=False)
         await conn.send(UPGRADE)
 
-        nursery.start_soon(conn.deliver, pieces, pauses, fin)
-        # Virtual seconds, far past the ping interval and timeout: only a hang gets here.
-        with trio.fail_after(10_000):
-            data = await conn.read_all()
-            await conn.client.aclose()
-            await conn.finished.wait()
+        data = await conn.exchange(nursery, pieces, pauses, fin)
         nursery.cancel_scope.cancel()
 
     head, sep, rest = data.partition(b"\r\n\r\n")
