@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 import trioasgi
+from examples.hello import app as hello
 from tests.conftest import running_server
 from trioasgi import _socket_io
 from trioasgi._context import ServerContext
@@ -30,21 +31,6 @@ REQUESTS = 50
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: guard\r\nAccept: */*\r\n\r\n"
 
 pytestmark = pytest.mark.usefixtures("http_parser")
-
-
-async def hello(scope, receive, send) -> None:
-    body = b"Hello, world!\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class StepCounter(trio.abc.Instrument):
