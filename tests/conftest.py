@@ -213,6 +213,21 @@ def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     )
 
 
+async def exchange(app: Callable[..., Any], request: bytes, **settings: Any) -> bytes:
+    """Send ``request`` to a fresh :class:`MemoryConnection`; all it answers until it closes.
+
+    Bounded in virtual seconds; the connection task must have ended too.
+    """
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery, **settings)
+        await conn.send(request)
+        with trio.fail_after(100):
+            data = await conn.read_all()
+            await conn.client.aclose()
+            await conn.finished.wait()
+    return data
+
+
 class MemoryConnection:
     """An :class:`HTTPConnection` served over an in-memory stream pair, for unit tests."""
 

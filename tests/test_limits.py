@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from tests import apps
-from tests.conftest import MemoryConnection, read_until_closed, running_server
+from tests.conftest import MemoryConnection, exchange, read_until_closed, running_server
 from trioasgi import Config
 from trioasgi._cli import main
 from trioasgi._flags import build_parser, config_from_args
@@ -49,20 +49,10 @@ def _post_chunked(chunks: list[bytes]) -> bytes:
     return b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
 
 
-async def _exchange(app, request: bytes, **settings) -> bytes:
-    async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(app, nursery, **settings)
-        await conn.send(request)
-        with trio.fail_after(100):
-            data = await conn.read_all()
-        await conn.client.aclose()
-    return data
-
-
 async def test_declared_body_over_the_limit_gets_413_before_the_app(autojump_clock) -> None:
     app = BodyApp()
     request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
-    data = await _exchange(app, request, limit_request_body=10)
+    data = await exchange(app, request, limit_request_body=10)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert not app.called
 
@@ -72,7 +62,7 @@ async def test_declared_body_at_the_limit_is_served(autojump_clock) -> None:
     request = (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhelloworld"
     )
-    data = await _exchange(app, request, limit_request_body=10)
+    data = await exchange(app, request, limit_request_body=10)
     assert data.startswith(b"HTTP/1.1 200 ")
     assert data.endswith(b"helloworld")
 
@@ -82,7 +72,7 @@ async def test_expect_100_continue_over_the_limit_gets_413_without_continue(
 ) -> None:
     app = BodyApp()
     request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
-    data = await _exchange(app, request, limit_request_body=999)
+    data = await exchange(app, request, limit_request_body=999)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"100 Continue" not in data
     assert not app.called
@@ -90,7 +80,7 @@ async def test_expect_100_continue_over_the_limit_gets_413_without_continue(
 
 async def test_chunked_body_growing_past_the_limit_gets_413(autojump_clock) -> None:
     app = BodyApp()
-    data = await _exchange(app, _post_chunked([b"a" * 6, b"b" * 6]), limit_request_body=10)
+    data = await exchange(app, _post_chunked([b"a" * 6, b"b" * 6]), limit_request_body=10)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert data.count(b"HTTP/1.1 ") == 1
     assert app.messages[-1] == {"type": "http.disconnect"}
@@ -102,7 +92,7 @@ async def test_chunked_body_past_the_limit_after_the_response_began_closes(
     autojump_clock,
 ) -> None:
     app = BodyApp(start_first=True)
-    data = await _exchange(app, _post_chunked([b"a" * 6, b"b" * 6]), limit_request_body=10)
+    data = await exchange(app, _post_chunked([b"a" * 6, b"b" * 6]), limit_request_body=10)
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b"started" in data
     assert not data.endswith(b"0\r\n\r\n")  # the chunked response is cut short, not completed
@@ -112,7 +102,7 @@ async def test_chunked_body_past_the_limit_after_the_response_began_closes(
 
 async def test_chunked_body_within_the_limit_is_served(autojump_clock) -> None:
     app = BodyApp()
-    data = await _exchange(app, _post_chunked([b"a" * 5, b"b" * 5]), limit_request_body=10)
+    data = await exchange(app, _post_chunked([b"a" * 5, b"b" * 5]), limit_request_body=10)
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b"aaaaabbbbb" in data
 
@@ -122,7 +112,7 @@ async def test_request_field_limit(fields: int, status: int, autojump_clock) -> 
     headers = b"Host: x\r\nConnection: close\r\n" + b"".join(
         b"X-%d: v\r\n" % i for i in range(fields - 2)
     )
-    data = await _exchange(
+    data = await exchange(
         apps.hello, b"GET / HTTP/1.1\r\n" + headers + b"\r\n", limit_request_fields=3
     )
     assert data.startswith(b"HTTP/1.1 %d " % status)

@@ -12,7 +12,7 @@ import trio
 
 import trioasgi
 from tests import apps
-from tests.conftest import MemoryConnection
+from tests.conftest import MemoryConnection, exchange
 from trioasgi._http_writer import ResponseWriter
 from trioasgi._parsers import new_parser
 
@@ -64,16 +64,6 @@ class RecordingApp:
         await apps.echo(scope, receive, send)
 
 
-async def _exchange(app, data: bytes, **settings) -> bytes:
-    async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(app, nursery, **settings)
-        await conn.send(data)
-        with trio.fail_after(60):
-            response = await conn.read_all()
-            await conn.finished.wait()
-    return response
-
-
 @pytest.mark.parametrize(
     ("request_bytes", "status"), [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
 )
@@ -81,7 +71,7 @@ async def test_malformed_request_is_refused_and_nothing_after_it_is_parsed(
     request_bytes: bytes, status: int, autojump_clock
 ) -> None:
     app = RecordingApp()
-    data = await _exchange(app, request_bytes + _FOLLOW_UP)
+    data = await exchange(app, request_bytes + _FOLLOW_UP)
     assert data.startswith(b"HTTP/1.1 %d " % status), data[:80]
     assert data.count(b"HTTP/1.1 ") == 1
     assert b"\r\nconnection: close\r\n" in data.lower()
@@ -109,7 +99,7 @@ async def test_pipelined_requests_are_answered_in_order(autojump_clock) -> None:
     requests = b"".join(
         b"POST /%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n%d" % (i, i) for i in range(5)
     )
-    data = await _exchange(app, requests + _get(_HOST + b"Connection: close\r\n"))
+    data = await exchange(app, requests + _get(_HOST + b"Connection: close\r\n"))
     assert app.paths == ["/0", "/1", "/2", "/3", "/4", "/"]
     assert data.count(b"HTTP/1.1 200 ") == 6
     bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 ")[1:]]
@@ -119,7 +109,7 @@ async def test_pipelined_requests_are_answered_in_order(autojump_clock) -> None:
 async def test_chunked_request_body_is_decoded(autojump_clock) -> None:
     app = RecordingApp()
     body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-    data = await _exchange(app, _post(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", body))
+    data = await exchange(app, _post(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", body))
     assert data.startswith(b"HTTP/1.1 200 ")
     assert data.endswith(b"\r\n\r\nhello world")
 
@@ -130,7 +120,7 @@ async def test_http_1_0_response_without_length_is_close_delimited(autojump_cloc
         await send({"type": "http.response.body", "body": b"part", "more_body": True})
         await send({"type": "http.response.body", "body": b"s"})
 
-    data = await _exchange(app, b"GET / HTTP/1.0\r\n\r\n")
+    data = await exchange(app, b"GET / HTTP/1.0\r\n\r\n")
     head, body = data.split(b"\r\n\r\n", 1)
     assert body == b"parts"
     assert b"transfer-encoding" not in head.lower()
@@ -143,7 +133,7 @@ async def test_http_1_1_response_without_length_is_chunked(autojump_clock) -> No
         await send({"type": "http.response.body", "body": b"part", "more_body": True})
         await send({"type": "http.response.body", "body": b"s"})
 
-    data = await _exchange(app, _get(_HOST + b"Connection: close\r\n"))
+    data = await exchange(app, _get(_HOST + b"Connection: close\r\n"))
     head, body = data.split(b"\r\n\r\n", 1)
     assert b"transfer-encoding: chunked" in head.lower()
     assert body == b"4\r\npart\r\n1\r\ns\r\n0\r\n\r\n"
@@ -169,7 +159,7 @@ async def test_invalid_response_headers_give_500_not_a_split_response(
         await apps.start(send, 200, headers)
         await send({"type": "http.response.body", "body": b"hello"})
 
-    data = await _exchange(app, _get())
+    data = await exchange(app, _get())
     assert data.startswith(b"HTTP/1.1 500 ")
     assert b"evil" not in data
     assert "Exception in ASGI application" in caplog.text
@@ -180,7 +170,7 @@ async def test_body_longer_than_content_length_is_an_app_error(autojump_clock, c
         await apps.start(send, 200, [(b"content-length", b"2")])
         await send({"type": "http.response.body", "body": b"hello"})
 
-    data = await _exchange(app, _get())
+    data = await exchange(app, _get())
     assert data.startswith(b"HTTP/1.1 500 ")
     assert "Exception in ASGI application" in caplog.text
 
@@ -188,7 +178,7 @@ async def test_body_longer_than_content_length_is_an_app_error(autojump_clock, c
 async def test_upgrade_request_without_a_websocket_is_plain_http(autojump_clock) -> None:
     app = RecordingApp()
     upgrade = _get(_HOST + b"Upgrade: h2c\r\nConnection: Upgrade\r\n")
-    data = await _exchange(app, upgrade + _get(_HOST + b"Connection: close\r\n"))
+    data = await exchange(app, upgrade + _get(_HOST + b"Connection: close\r\n"))
     assert data.startswith(b"HTTP/1.1 200 ")
     # h11 closes after a refused protocol switch; httptools may carry on.
     assert app.paths[0] == "/"
