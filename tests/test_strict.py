@@ -161,3 +161,28 @@ async def test_response_header_injection_gives_500_and_a_log_line(
     assert data.startswith(b"HTTP/1.1 500 ")
     assert b"evil" not in data and b"never" not in data
     assert "Exception in ASGI application" in caplog.text
+
+
+def test_a_remembered_header_block_is_still_judged_with_its_request_line_and_limits() -> None:
+    """Header blocks are remembered across requests; nothing else about the request is."""
+    fields = [(b"host", b"example.com"), (b"content-length", b"5"), (b"accept", b"*/*")]
+    loose = RequestLimits(max_head_size=16384, max_fields=100, max_body=None)
+    assert check_request(b"GET", b"/", b"1.1", list(fields), loose) is None
+    # The same block again, each time with one other thing wrong.
+    assert check_request(b"G T", b"/", b"1.1", list(fields), loose).status == 400
+    assert check_request(b"GET", b"/<", b"1.1", list(fields), loose).status == 400
+    assert check_request(b"GET", b"/", b"2.0", list(fields), loose).status == 505
+    assert check_request(b"GET", b"/" * 100, b"1.1", list(fields), _limits(head=100)).status == 431
+    assert check_request(b"GET", b"/", b"1.1", list(fields), _limits(fields=2)).status == 431
+    assert check_request(b"GET", b"/", b"1.1", list(fields), _limits(body=4)).status == 413
+    # A block that differs by one byte is judged afresh.
+    bad = [(b"host", b"example.com"), (b"content-length", b"5"), (b"accept", b"*/*\x7f")]
+    assert check_request(b"GET", b"/", b"1.1", bad, loose).status == 400
+    # No Host: fine for HTTP/1.0, not for HTTP/1.1, whichever comes first.
+    no_host = [(b"accept", b"*/*")]
+    assert check_request(b"GET", b"/", b"1.0", list(no_host), loose) is None
+    assert check_request(b"GET", b"/", b"1.1", list(no_host), loose).status == 400
+
+
+def _limits(*, head: int = 16384, fields: int = 100, body: int | None = None) -> RequestLimits:
+    return RequestLimits(max_head_size=head, max_fields=fields, max_body=body)

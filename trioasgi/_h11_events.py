@@ -5,8 +5,9 @@ generator calling ``__getitem__`` per field; on the hot path a request's
 headers are walked several times (the writer's keep-alive check, the
 WebSocket check, the strict checks, the scope), so :func:`header_list`
 makes the plain ``(name, value)`` list once from the three-tuples h11
-stores. :func:`validated_request` builds the event for a head whose fields
-were validated as they were parsed, skipping h11's second pass over them.
+stores. :func:`unchecked_request` builds the event for a head that the
+strict checks will judge before anything else sees it, skipping h11's own
+pass over it.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ def header_list(request: h11.Request) -> list[tuple[bytes, bytes]]:
     return [(name, value) for _, name, value in request.headers._full_items]
 
 
-def validated_request(
+def unchecked_request(
     method: bytes, target: bytes, http_version: bytes, fields: list[tuple[bytes, bytes, bytes]]
 ) -> h11.Request:
-    """An ``h11.Request`` from ``(raw name, lower-case name, value)`` fields already validated.
+    """An ``h11.Request`` from ``(raw name, lower-case name, value)`` fields, not validated.
 
-    Field names and values must have passed ``validated_header`` (h11's
-    rules). The method, target and Host checks ``h11.Request`` would make
-    are the caller's: the connection runs ``_strict.check_request``, a
-    superset of them, on every request head before anything else sees it.
+    The checks ``h11.Request`` would make (token names, field values,
+    method, target, Host) are the caller's: the connection runs
+    ``_strict.check_request``, a superset of them, on every request head
+    before anything else sees it.
     """
     request = object.__new__(h11.Request)
     setattr_ = object.__setattr__

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import h11
 
@@ -73,6 +73,22 @@ def validated_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     return known
 
 
+#: How many response heads each server remembers, and the largest it remembers.
+_KNOWN_HEADS_MAX = 256
+_KNOWN_HEAD_BYTES = 2048
+
+
+class _Head(NamedTuple):
+    """A validated response head, less the server's default headers, and its framing."""
+
+    start: bytes  # the status line and the app's own header lines
+    default_names_set: set[bytes] | None  # default headers the app set itself (rarely any)
+    end: bytes  # the framing header, "connection: close" if so, the blank line
+    framing: str
+    remaining: int
+    keep_alive: bool
+
+
 class DefaultHeaders:
     """The headers the server adds to every response that does not set them itself.
 
@@ -81,7 +97,16 @@ class DefaultHeaders:
     a second).
     """
 
-    __slots__ = ("_block", "_block_date", "_dated", "_headers", "_lines", "names", "special")
+    __slots__ = (
+        "_block",
+        "_block_date",
+        "_dated",
+        "_headers",
+        "_lines",
+        "known_heads",
+        "names",
+        "special",
+    )
 
     def __init__(self, headers: list[tuple[bytes, bytes | None]]) -> None:
         self._headers = headers
@@ -97,6 +122,17 @@ class DefaultHeaders:
         self.special = _FRAMING_NAMES | self.names
         self._block_date = b""
         self._block = b"".join(self._rendered(b"", ()))
+        #: The response heads made with these defaults, by everything they
+        #: depend on but the date (see ``ResponseWriter.response``).
+        self.known_heads: dict[tuple[Any, ...], _Head] = {}
+
+    def remember(self, key: tuple[Any, ...], head: _Head) -> None:
+        """Keep ``head`` for the next response made from ``key``; bounded in count and size."""
+        if len(head.start) + len(head.end) > _KNOWN_HEAD_BYTES:
+            return
+        if len(self.known_heads) >= _KNOWN_HEADS_MAX:
+            self.known_heads.clear()
+        self.known_heads[key] = head
 
     def block(self) -> bytes:
         """All the lines, for a response that sets none of them (the usual case)."""
@@ -283,25 +319,54 @@ class ResponseWriter:
         """The response head; decides the framing of the body that follows."""
         if type(status) is not int or not 200 <= status <= 999:
             raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
-        kept, lengths, chunked, asks_close = self._header_lines(headers)
-        close = self._add_framing(status, kept, lengths, chunked) or close or asks_close
-        if close or not self.keep_alive:
-            kept.append(b"connection: close\r\n")
-            self.keep_alive = False
-        return _head(status, reason, kept)
+        fields = headers if type(headers) is tuple else tuple(headers)
+        # Everything the head depends on but the date; an app answers with the
+        # same few heads again and again.
+        key = (
+            (status, reason, fields, close),
+            (self.request_method, self.client_http_11, self.keep_alive),
+        )
+        defaults = self.defaults
+        try:
+            head = defaults.known_heads.get(key)
+        except TypeError:  # a list or bytearray among the fields: valid, not remembered
+            head = key = None
+        if head is None:
+            head = self._new_head(status, fields, reason, close)
+            if key is not None:
+                defaults.remember(key, head)
+        self.framing = head.framing
+        self.remaining = head.remaining
+        self.keep_alive = head.keep_alive
+        if head.default_names_set is None:
+            return head.start + defaults.block() + head.end
+        return b"".join((head.start, *defaults.lines_without(head.default_names_set), head.end))
+
+    def _new_head(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes | None, close: bool
+    ) -> _Head:
+        """Validate a response head not seen before, and choose its framing."""
+        lines, seen, lengths, chunked, asks_close = self._header_lines(headers)
+        start = _status_line(status, reason) + b"".join(lines)
+        end: list[bytes] = []
+        framing, remaining, close_delimited = self._framing(status, end, lengths, chunked)
+        keep_alive = self.keep_alive and not (close_delimited or close or asks_close)
+        if not keep_alive:
+            end.append(b"connection: close\r\n")
+        end.append(b"\r\n")
+        return _Head(start, seen, b"".join(end), framing, remaining, keep_alive)
 
     def _header_lines(
         self, headers: Iterable[tuple[bytes, bytes]]
-    ) -> tuple[list[bytes], set[bytes], bool, bool]:
-        """The lines to write for ``headers`` plus the server's defaults, in order.
+    ) -> tuple[list[bytes], set[bytes] | None, set[bytes], bool, bool]:
+        """The lines to write for the app's ``headers``, in order, and what the rest depends on.
 
-        Also what the framing depends on: the Content-Length values, whether
-        the app asked for chunked, and whether it asked to close.
+        That is: the default header names the app set itself (None if none,
+        the usual case), the Content-Length values, whether the app asked
+        for chunked, and whether it asked to close.
         """
-        defaults = self.defaults
-        special = defaults.special
+        special = self.defaults.special
         kept: list[bytes] = []
-        # Default header names the response sets itself (rarely any).
         seen: set[bytes] | None = None
         lengths: set[bytes] = set()
         chunked = close = False
@@ -338,43 +403,44 @@ class ResponseWriter:
                 if seen is None:
                     seen = set()
                 seen.add(lowered)
-        if seen is None:
-            kept.append(defaults.block())
-        else:
-            kept.extend(defaults.lines_without(seen))
-        return kept, lengths, chunked, close
+        return kept, seen, lengths, chunked, close
 
-    def _add_framing(
-        self, status: int, kept: list[bytes], lengths: set[bytes], chunked: bool
-    ) -> bool:
-        """Choose how the body is delimited (h11's rules), add its header; whether to close."""
+    def _framing(
+        self, status: int, lines: list[bytes], lengths: set[bytes], chunked: bool
+    ) -> tuple[str, int, bool]:
+        """How the body is delimited (h11's rules): framing, length, whether only a close ends it.
+
+        Adds the framing header to ``lines``.
+        """
         method = self.request_method
         close = False
+        remaining = 0
         # Like h11: the headers of a response to HEAD say what GET would
         # have had; 204, 304 and 2xx to CONNECT have no body whatever they say.
         no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
         if no_body:
+            framing = "length"
             if lengths:
-                kept.append(b"content-length: %s\r\n" % lengths.pop())
+                lines.append(b"content-length: %s\r\n" % next(iter(lengths)))
             if chunked:
-                kept.append(b"transfer-encoding: chunked\r\n")
+                lines.append(b"transfer-encoding: chunked\r\n")
         elif chunked or not lengths:
             if self.client_http_11:
-                self.framing = "chunked"
-                kept.append(b"transfer-encoding: chunked\r\n")
+                framing = "chunked"
+                lines.append(b"transfer-encoding: chunked\r\n")
             else:
                 # An HTTP/1.0 client: the body ends when the connection does.
-                self.framing = "close"
+                framing = "close"
                 close = method != b"HEAD"
         else:
-            self.framing = "length"
-            length = lengths.pop()
-            self.remaining = int(length)
-            kept.append(b"content-length: %s\r\n" % length)
-        if no_body or method == b"HEAD":
-            self.framing = "length"
-            self.remaining = 0
-        return close
+            framing = "length"
+            length = next(iter(lengths))
+            remaining = int(length)
+            lines.append(b"content-length: %s\r\n" % length)
+        if method == b"HEAD":
+            framing = "length"
+            remaining = 0
+        return framing, remaining, close
 
     def data(self, data: bytes) -> bytes:
         framing = self.framing
@@ -399,8 +465,7 @@ class ResponseWriter:
         return b""
 
 
-def _head(status: int, reason: bytes | None, lines: list[bytes]) -> bytes:
-    """Status line and header block; the header lines are validated already."""
+def _status_line(status: int, reason: bytes | None) -> bytes:
     key = (status, reason)
     status_line = _status_lines.get(key)
     if status_line is None:
@@ -411,6 +476,9 @@ def _head(status: int, reason: bytes | None, lines: list[bytes]) -> bytes:
         status_line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         if len(_status_lines) < _VALIDATED_MAX:
             _status_lines[key] = status_line
-    lines.insert(0, status_line)
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    return status_line
+
+
+def _head(status: int, reason: bytes | None, lines: list[bytes]) -> bytes:
+    """Status line and header block; the header lines are validated already."""
+    return _status_line(status, reason) + b"".join(lines) + b"\r\n"

@@ -6,12 +6,13 @@
 h11's own event classes, so ``_http11``/``_http_cycle`` have one code path
 for both parsers. It is sans-I/O like h11.
 
-Strictness is h11's, not llhttp's alone: each request head is built into an
-``h11.Request`` with full validation (token names, field values without CR,
-LF, NUL or surrounding whitespace, method and target characters, one Host on
-HTTP/1.1, one Content-Length, ``chunked`` as the only transfer coding), and
-the head size and field count are limited while llhttp parses, before a big
-head is buffered (llhttp itself has no such limits).
+Strictness is not llhttp's alone: every request head goes through
+``_strict.check_request`` before anything else looks at it, as it does with
+h11 (token names, field values without control characters, method and
+target characters, one Host on HTTP/1.1, one Content-Length, ``chunked`` as
+the only transfer coding), and the head size and field count are limited
+while llhttp parses, before a big head is buffered (llhttp itself has no
+such limits).
 
 Like h11, bytes are parsed only when ``next_event`` is called and nothing is
 parsed past the end of a request until ``start_next_cycle``: while a
@@ -25,8 +26,8 @@ from typing import Any
 import h11
 import httptools
 
-from ._h11_events import validated_request
-from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter, validated_header
+from ._h11_events import unchecked_request
+from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -238,10 +239,11 @@ class HttptoolsConnection:
         headers = self._headers
         if len(headers) >= self._max_fields:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
-        self._grow_head(len(name) + len(value) + 4)
-        value = value.strip(b" \t")
-        # h11's rules, cached for repeated headers.
-        headers.append((name, validated_header(name, value)[0], value))
+        self._head_size += len(name) + len(value) + 4  # _grow_head, inline: once per field
+        if self._head_size > self._max_head:
+            raise _Refused("request header block too large", 431)
+        # The characters are checked with the whole head, by _strict.check_request.
+        headers.append((name, name.lower(), value.strip(b" \t")))
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
@@ -255,10 +257,10 @@ class HttptoolsConnection:
             if parser.get_http_version() == "0.9":  # "GET /": no version at all
                 raise _Refused("invalid request line", 400)
             raise _Refused(f"unsupported HTTP version {parser.get_http_version()!r}", 505)
-        # The fields passed h11's rules in on_header; the method, target and
-        # Host checks h11.Request would add are made by _strict.check_request,
-        # which the connection runs on every head (a superset of h11's).
-        request = validated_request(parser.get_method(), self._url, version, self._headers)
+        # The checks h11.Request would make of the fields, method, target and
+        # Host are _strict.check_request's, which the connection runs on every
+        # head before anything else sees it (a superset of h11's).
+        request = unchecked_request(parser.get_method(), self._url, version, self._headers)
         self._in_head = False
         self._events.append(request)
 

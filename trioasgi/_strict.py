@@ -55,6 +55,25 @@ class RequestLimits:
     max_body: int | None = None
 
 
+class _FieldFacts(NamedTuple):
+    """What the checks need to know of a valid header block, whatever the request line."""
+
+    size: int  # bytes the fields take in the head, as counted for the size limit
+    hosts: int  # Host fields
+    framed: bool  # whether a Content-Length or Transfer-Encoding field is present
+
+
+#: Header blocks that passed the character checks, and their facts. A keep-alive
+#: client sends the same block again and again: looking it up costs a tenth of
+#: checking it. Bounded like the writer's caches; a head with a field in error is
+#: never stored, and anything the request line or the limits decide is checked
+#: on every request.
+_known_fields: dict[tuple[tuple[bytes, bytes], ...], _FieldFacts] = {}
+_KNOWN_FIELDS_MAX = 256
+#: Only blocks of at most this many fields are remembered.
+_KNOWN_FIELDS_COUNT = 32
+
+
 def check_request(
     method: bytes,
     target: bytes,
@@ -69,22 +88,22 @@ def check_request(
     """
     if http_version not in _SUPPORTED_VERSIONS:
         return Rejection(505, f"unsupported HTTP version {http_version!r}")
-    # Whole-head operations rather than a loop per field: this runs for every
-    # request, and a few C-level scans cost less than one Python iteration each.
     pairs = headers if isinstance(headers, list) else list(headers)
     count = len(pairs)
-    names: tuple[bytes, ...] = ()
-    values: tuple[bytes, ...] = ()
-    if pairs:
-        names, values = zip(*pairs, strict=True)
-    all_names = b"".join(names)
-    all_values = b"\t".join(values)
-    if _VALUE_CTL(all_values) is not None:
-        return Rejection(400, "invalid character in a header value")
-    if count and (all_names.translate(None, _TOKEN_BYTES) or not all(names)):
-        return Rejection(400, "invalid character in a header name")
-    size = len(method) + len(target) + 12 + len(all_names) + len(all_values) + 3 * count
-    if size > limits.max_head_size:
+    key = tuple(pairs) if count <= _KNOWN_FIELDS_COUNT else None
+    try:
+        facts = _known_fields.get(key) if key is not None else None
+    except TypeError:  # a bytearray among them (not from our parsers): not remembered
+        key = facts = None
+    if facts is None:
+        facts = _field_facts(pairs)
+        if type(facts) is Rejection:
+            return facts
+        if key is not None:
+            if len(_known_fields) >= _KNOWN_FIELDS_MAX:
+                _known_fields.clear()
+            _known_fields[key] = facts
+    if len(method) + len(target) + 12 + facts.size > limits.max_head_size:
         # The parser may enforce its limit only on a head still incomplete in
         # its buffer; measuring here makes the limit independent of how the
         # bytes were split into reads.
@@ -97,15 +116,36 @@ def check_request(
         bad_target = _check_target(method, target)
         if bad_target is not None:
             return bad_target
-    hosts = names.count(b"host")
+    hosts = facts.hosts
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         return Rejection(400, "a request needs exactly one Host header")
-    if b"content-length" not in names and b"transfer-encoding" not in names:
+    if not facts.framed:
         return None
     return _check_framing(
         [value for name, value in pairs if name == b"content-length"],
         [value for name, value in pairs if name == b"transfer-encoding"],
         limits.max_body,
+    )
+
+
+def _field_facts(pairs: list[tuple[bytes, bytes]]) -> _FieldFacts | Rejection:
+    """The facts of a header block, or why its characters are refused."""
+    # Whole-block operations rather than a loop per field: a few C-level
+    # scans cost less than one Python iteration each.
+    names: tuple[bytes, ...] = ()
+    values: tuple[bytes, ...] = ()
+    if pairs:
+        names, values = zip(*pairs, strict=True)
+    all_names = b"".join(names)
+    all_values = b"\t".join(values)
+    if _VALUE_CTL(all_values) is not None:
+        return Rejection(400, "invalid character in a header value")
+    if pairs and (all_names.translate(None, _TOKEN_BYTES) or not all(names)):
+        return Rejection(400, "invalid character in a header name")
+    return _FieldFacts(
+        size=len(all_names) + len(all_values) + 3 * len(pairs),
+        hosts=names.count(b"host"),
+        framed=b"content-length" in names or b"transfer-encoding" in names,
     )
 
 
