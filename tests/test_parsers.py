@@ -13,7 +13,7 @@ import trio
 import trioasgi
 from tests import apps
 from tests.conftest import MemoryConnection, exchange
-from trioasgi._http_writer import ResponseWriter
+from trioasgi._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 from trioasgi._parsers import new_parser
 
 _HOST = b"Host: x\r\n"
@@ -187,12 +187,63 @@ async def test_upgrade_request_without_a_websocket_is_plain_http(autojump_clock)
 # -- the writer on its own (sans-I/O) -------------------------------------
 
 
-def _writer_for(request: bytes) -> ResponseWriter:
+def _writer_for(request: bytes, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -> ResponseWriter:
     parser = h11.Connection(h11.SERVER)
     parser.receive_data(request)
-    writer = ResponseWriter()
+    writer = ResponseWriter(defaults)
     writer.begin(parser.next_event())
     return writer
+
+
+def test_a_remembered_response_head_is_remade_for_each_request_and_date(monkeypatch) -> None:
+    """The same app response to requests that frame it differently, through one server's memory.
+
+    Each head must be what a writer that remembers nothing makes, with the date of the moment.
+    """
+    shared = DefaultHeaders([(b"server", b"test"), (b"date", None)])
+    requests = [
+        _get(),
+        _get(line=b"HEAD / HTTP/1.1"),
+        _get(b"", line=b"GET / HTTP/1.0"),
+        _get(_HOST + b"Connection: close\r\n"),
+        _get(),
+    ]
+    responses = [
+        (200, [(b"content-type", b"text/plain"), (b"content-length", b"5")], False),
+        (200, [(b"content-type", b"text/plain")], False),  # no length: chunked or close-delimited
+        (204, [(b"content-type", b"text/plain")], False),
+        (200, [(b"content-type", b"text/plain"), (b"content-length", b"5")], True),
+        (200, [(b"date", b"app's own"), (b"content-length", b"5")], False),
+    ]
+    for date in (b"Sat, 21 Nov 2026 10:00:00 GMT", b"Sat, 21 Nov 2026 10:00:01 GMT"):
+        monkeypatch.setattr("trioasgi._http_writer.http_date", lambda date=date: date)
+        for request in requests:
+            for status, headers, close in responses:
+                fresh = DefaultHeaders([(b"server", b"test"), (b"date", None)])
+                expected_writer = _writer_for(request, fresh)
+                expected = expected_writer.send_response(status, headers, close=close)
+                for _ in range(2):  # made, then remembered
+                    writer = _writer_for(request, shared)
+                    assert writer.send_response(status, headers, close=close) == expected
+                    assert (writer.framing, writer.remaining, writer.keep_alive) == (
+                        expected_writer.framing,
+                        expected_writer.remaining,
+                        expected_writer.keep_alive,
+                    )
+                if (b"date", b"app's own") not in headers:
+                    assert b"date: " + date in expected
+    assert shared.known_heads  # the memory was used
+
+
+def test_response_headers_the_memory_cannot_keep_are_written_all_the_same() -> None:
+    """Lists and bytearrays are valid ASGI header items; they are not remembered."""
+    defaults = DefaultHeaders([(b"server", b"test")])
+    for _ in range(2):
+        writer = _writer_for(_get(), defaults)
+        head = writer.send_response(200, [[b"content-length", bytearray(b"5")]])
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"content-length: 5\r\n" in head
+    assert not defaults.known_heads
 
 
 def test_writer_matches_h11_for_a_content_length_response() -> None:

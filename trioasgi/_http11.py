@@ -234,29 +234,34 @@ class HTTPConnection:
         self._fresh = False
         if not cycle.keep_alive or self.shutting_down or self.h11.our_state is not h11.DONE:
             return False
-        if self.h11.their_state is h11.SEND_BODY and not await self._discard_request_body():
-            return False
+        if self.h11.their_state is h11.SEND_BODY:
+            # Usually the end of a body the app did not read (a GET's, empty)
+            # is here already: skipped without starting the wait for the rest.
+            try:
+                event, discarded = self._skip_buffered_body(0)
+            except h11.RemoteProtocolError:
+                return False
+            if event is h11.NEED_DATA and not await self._discard_request_body(discarded):
+                return False
         if self.h11.their_state is not h11.DONE:
             return False
         self.h11.start_next_cycle()
         return True
 
-    async def _discard_request_body(self) -> bool:
-        """Skip the rest of a request body the app did not read, if it is small.
+    async def _discard_request_body(self, discarded: int) -> bool:
+        """Read and skip the rest of a request body the app did not read, if it is small.
 
-        Cheaper for the client than a new connection; anything larger than
-        :data:`DISCARD_LIMIT`, or slower than the keep-alive timeout, closes instead.
+        ``discarded``: the bytes of it skipped so far. Cheaper for the client
+        than a new connection; anything larger than :data:`DISCARD_LIMIT`,
+        or slower than the keep-alive timeout, closes instead.
         """
+        event = h11.NEED_DATA
         try:
-            event, discarded = self._skip_buffered_body(0)
-            if event is h11.NEED_DATA and discarded <= DISCARD_LIMIT:
-                # Only now a timeout: most often (a GET the app did not
-                # read) the end of the request was already buffered.
-                with trio.move_on_after(self.ctx.config.timeout_keep_alive):
-                    while event is h11.NEED_DATA and discarded <= DISCARD_LIMIT:
-                        if not await self.receive_into_h11():
-                            return False
-                        event, discarded = self._skip_buffered_body(discarded)
+            with trio.move_on_after(self.ctx.config.timeout_keep_alive):
+                while event is h11.NEED_DATA and discarded <= DISCARD_LIMIT:
+                    if not await self.receive_into_h11():
+                        return False
+                    event, discarded = self._skip_buffered_body(discarded)
         except h11.RemoteProtocolError:
             return False
         return type(event) is h11.EndOfMessage

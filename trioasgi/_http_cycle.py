@@ -356,7 +356,11 @@ class RequestCycle:
         return True
 
     def _log_access(self) -> None:
-        if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
+        if (
+            not self._measure
+            or access_logger.disabled
+            or not access_logger.isEnabledFor(logging.INFO)
+        ):
             return
         line = format_access_line(self.conn.ctx.config.access_log_format, self)
         access_logger.info("%s", line, extra={"status_code": self.status})

@@ -376,7 +376,7 @@ class ResponseWriter:
                 kept.append(line)
             elif lowered == b"content-length":
                 if value.isdigit() and len(value) <= 20:  # the usual single length
-                    lengths.add(value)
+                    lengths.add(bytes(value))  # (a bytearray is valid, but unhashable)
                 else:
                     for part in value.split(b","):
                         part = part.strip()
