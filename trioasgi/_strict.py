@@ -70,8 +70,10 @@ class _FieldFacts(NamedTuple):
 #: on every request.
 _known_fields: dict[tuple[tuple[bytes, bytes], ...], _FieldFacts] = {}
 _KNOWN_FIELDS_MAX = 256
-#: Only blocks of at most this many fields are remembered.
+#: Only blocks of at most this many fields and bytes are remembered (at most
+#: 1 MiB in all, whatever clients send).
 _KNOWN_FIELDS_COUNT = 32
+_KNOWN_FIELDS_SIZE = 4096
 
 
 def check_request(
@@ -99,7 +101,7 @@ def check_request(
         facts = _field_facts(pairs)
         if type(facts) is Rejection:
             return facts
-        if key is not None:
+        if key is not None and facts.size <= _KNOWN_FIELDS_SIZE:
             if len(_known_fields) >= _KNOWN_FIELDS_MAX:
                 _known_fields.clear()
             _known_fields[key] = facts
