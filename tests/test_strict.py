@@ -10,14 +10,14 @@ import trio
 
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
-from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS
+from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS, OVERSIZED_REQUESTS
 from trioasgi._strict import RequestLimits, check_request
 
 # Every strictness rule holds whichever parser reads the request.
 pytestmark = pytest.mark.usefixtures("http_parser")
 
-_IDS = [case[0] for case in MALFORMED_REQUESTS]
-_CASES = [case[1:] for case in MALFORMED_REQUESTS]
+_IDS = [case[0] for case in MALFORMED_REQUESTS + OVERSIZED_REQUESTS]
+_CASES = [case[1:] for case in MALFORMED_REQUESTS + OVERSIZED_REQUESTS]
 _LIMITS = RequestLimits(max_head_size=16384, max_fields=100)
 
 
@@ -142,8 +142,21 @@ def test_check_request_is_independent_of_the_parser() -> None:
         [(b"x-lf", b"a\nb")],
         [(b"bad name", b"v")],
         [(b"bad\r\nname", b"v")],
+        [(b"x:y", b"v")],
+        [(b"content-length", b"5"), (b"content-length", b"6")],
+        [(b"transfer-encoding", b"gzip")],
     ],
-    ids=["crlf", "nul", "cr", "lf", "space-in-name", "crlf-in-name"],
+    ids=[
+        "crlf",
+        "nul",
+        "cr",
+        "lf",
+        "space-in-name",
+        "crlf-in-name",
+        "colon-in-name",
+        "two-lengths",
+        "te-gzip",
+    ],
 )
 async def test_response_header_injection_gives_500_and_a_log_line(
     headers, caplog, autojump_clock
