@@ -239,9 +239,7 @@ class HttptoolsConnection:
         headers = self._headers
         if len(headers) >= self._max_fields:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
-        self._head_size += len(name) + len(value) + 4  # _grow_head, inline: once per field
-        if self._head_size > self._max_head:
-            raise _Refused("request header block too large", 431)
+        self._grow_head(len(name) + len(value) + 4)
         # The characters are checked with the whole head, by _strict.check_request.
         headers.append((name, name.lower(), value.strip(b" \t")))
 
