@@ -65,19 +65,22 @@ async def read_socket(
     return data
 
 
-async def write_socket(sock: trio.socket.SocketType, data: bytes) -> None:
+async def write_socket(sock: trio.socket.SocketType, data: bytes, *, schedule: bool = True) -> None:
     """``SocketStream.send_all(data)`` on a plain socket, with one checkpoint when it fits.
 
     Like trio's own sends: the write is tried at once, then the task yields
     (cancellation is honoured before the write, not after it), and only a
     write the socket's buffer cannot take waits for the socket to drain.
-    Raises ``trio.BrokenResourceError`` if the peer is gone and
-    ``trio.ClosedResourceError`` if the socket was closed. The caller makes
-    sure only one task writes at a time.
+    ``schedule=False`` keeps the cancellation point but not the yield, for
+    a caller whose task has yielded since its last write (a WebSocket echo
+    answering the read that woke it). Raises ``trio.BrokenResourceError``
+    if the peer is gone and ``trio.ClosedResourceError`` if the socket was
+    closed. The caller makes sure only one task writes at a time.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     sent = _write_some(sock, data)
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    if schedule:
+        await trio.lowlevel.cancel_shielded_checkpoint()
     if sent == len(data):
         return
     view = memoryview(data)

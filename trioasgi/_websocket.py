@@ -88,6 +88,12 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+# As globals for the per-message code: ``_State.CONNECTED`` goes through
+# ``EnumType.__getattr__`` on Python 3.11, some ten times a global's cost.
+_HANDSHAKE, _RESPONDING = _State.HANDSHAKE, _State.RESPONDING
+_CONNECTED, _CLOSED = _State.CONNECTED, _State.CLOSED
+
+
 class WebSocketSession:
     """Runs the app for one upgrade request on an :class:`HTTPConnection`."""
 
@@ -98,7 +104,7 @@ class WebSocketSession:
         self.handshake = ServerHandshake(request, conn.ctx)
         self.ws = self.handshake.ws
         self.scope = websocket_scope(conn, request)
-        self._state = _State.HANDSHAKE
+        self._state = _HANDSHAKE
         self._connect_delivered = False
         self._accepted = False
         # The frames layer once accepted (wsproto's ``Connection``, no handshake wrapper).
@@ -156,15 +162,15 @@ class WebSocketSession:
             logger.debug("WebSocket client %s went away", self.conn.client)
         except Exception:
             logger.exception("Exception in ASGI application")
-            if self._state is _State.HANDSHAKE:
+            if self._state is _HANDSHAKE:
                 await self._refuse(500)
-            elif self._state is _State.CONNECTED:
+            elif self._state is _CONNECTED:
                 await self._close(INTERNAL_ERROR, "internal server error")
         else:
-            if self._state is _State.HANDSHAKE:
+            if self._state is _HANDSHAKE:
                 logger.error("ASGI application returned without accepting or closing the WebSocket")
                 await self._refuse(500)
-            elif self._state is _State.CONNECTED:
+            elif self._state is _CONNECTED:
                 await self._close(NORMAL, "")
 
     async def _finish_after_app(self) -> None:
@@ -185,7 +191,7 @@ class WebSocketSession:
             if not self._connect_delivered:
                 self._connect_delivered = True
                 return {"type": "websocket.connect"}
-            if self._state is _State.HANDSHAKE:
+            if self._state is _HANDSHAKE:
                 raise RuntimeError("receive() before websocket.accept: accept or close first")
             while not inbox:
                 if self._close_code is not None or self._peer_done:
@@ -205,29 +211,29 @@ class WebSocketSession:
     async def send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
         state = self._state
-        if state is _State.CONNECTED and message_type == "websocket.send":
+        if state is _CONNECTED and message_type == "websocket.send":
             if not await self._send_event(outgoing_message(message)):
                 raise ClientDisconnected("the WebSocket is closed")
-        elif state is _State.CONNECTED and message_type == "websocket.close":
+        elif state is _CONNECTED and message_type == "websocket.close":
             await self._close(message.get("code") or NORMAL, message.get("reason") or "")
-        elif state is _State.HANDSHAKE and message_type == "websocket.accept":
+        elif state is _HANDSHAKE and message_type == "websocket.accept":
             await self._accept(message)
-        elif state is _State.HANDSHAKE and message_type == "websocket.close":
+        elif state is _HANDSHAKE and message_type == "websocket.close":
             await self._refuse(403)
-        elif state is _State.HANDSHAKE and message_type == "websocket.http.response.start":
+        elif state is _HANDSHAKE and message_type == "websocket.http.response.start":
             headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
             head = self.handshake.reject(message["status"], headers)  # h11 validates
-            self._state = _State.RESPONDING
+            self._state = _RESPONDING
             self._log_access(message["status"])
             await self._write_or_disconnect(head)
-        elif state is _State.RESPONDING and message_type == "websocket.http.response.body":
+        elif state is _RESPONDING and message_type == "websocket.http.response.body":
             more = message.get("more_body", False)
             if not more:
-                self._state = _State.CLOSED
+                self._state = _CLOSED
                 self._end_for_app(ABNORMAL, "")
             body = self.handshake.reject_body(message.get("body", b""), finished=not more)
             await self._write_or_disconnect(body)
-        elif state is _State.CLOSED:
+        elif state is _CLOSED:
             raise ClientDisconnected("the WebSocket is closed")
         else:
             raise RuntimeError(f"unexpected ASGI message {message_type!r} while {state.value}")
@@ -241,7 +247,7 @@ class WebSocketSession:
             max_size=self.config.ws_max_size,
         )
         self._frames = self.ws.connection
-        self._state = _State.CONNECTED
+        self._state = _CONNECTED
         self._accepted = True
         self._log_access(101)
         await self._write_or_disconnect(data)
@@ -250,7 +256,7 @@ class WebSocketSession:
 
     async def _refuse(self, status: int) -> None:
         """A server-made HTTP response instead of the upgrade (403 or 500)."""
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._end_for_app(ABNORMAL, "")
         self._log_access(status)
         await self._write_quietly(self.handshake.refuse(status))
@@ -276,7 +282,7 @@ class WebSocketSession:
         anything (:meth:`_finish_after_app`). The write is shielded: it may
         run inside a read turn that its task's owner cancels.
         """
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._end_for_app(code, reason)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))
@@ -289,8 +295,8 @@ class WebSocketSession:
         if self._close_code is None:
             self._close_code = code
             self._close_reason = reason
-        if self._state is _State.CONNECTED:
-            self._state = _State.CLOSED
+        if self._state is _CONNECTED:
+            self._state = _CLOSED
         if self._message_taken is not None:
             self._message_taken.set()  # a reader waiting for room: there will be none
         if self._wake_keepalive is not None:
@@ -311,7 +317,11 @@ class WebSocketSession:
                 return False  # a close frame went (or came) first
             try:
                 if self._sock is not None:
-                    await write_socket(self._sock, data)
+                    # An echo's write follows the read that woke its task:
+                    # one scheduler step per message, not two.
+                    await write_socket(
+                        self._sock, data, schedule=not self._socket_reader.take_yield()
+                    )
                 else:
                     await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -332,7 +342,7 @@ class WebSocketSession:
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._state = _State.CLOSED
+                self._state = _CLOSED
                 self._end_for_app(ABNORMAL, "")
                 raise ClientDisconnected("the client has disconnected") from None
 
@@ -476,7 +486,7 @@ class WebSocketSession:
                 return
             if answered is None:
                 break
-        if self._state is _State.CONNECTED:
+        if self._state is _CONNECTED:
             await self._close(SERVICE_RESTART, "server shutting down")
         await self._see_closing_through()
 
@@ -541,7 +551,7 @@ class WebSocketSession:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Give up on a peer that stopped answering: close frame if we can, then the socket."""
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._end_for_app(code, reason)
         with trio.move_on_after(FAIL_WRITE_TIMEOUT):
             await self._send_event(CloseConnection(code=code, reason=reason))

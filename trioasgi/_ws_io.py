@@ -1,8 +1,9 @@
 """A WebSocket's bytes in and out: a reader that closing can wake, and the write lock.
 
 :class:`SocketReader` reads for whichever task holds the session's read
-turn, with a checkpoint per read, and can be woken by the session when it
-closes. :class:`WriteLock` keeps one writer at a time at no cost when free.
+turn, with a checkpoint per read (which spares the next write its yield),
+and can be woken by the session when it closes. :class:`WriteLock` keeps
+one writer at a time at no cost when free.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class SocketReader:
         self._waiting = False
         self._interrupted = False
         self._scope: trio.CancelScope | None = None
+        # Whether a read yielded since take_yield() last asked.
+        self._yielded = False
 
     async def read(self) -> bytes | None:
         """The next bytes from the peer, ``b""`` at EOF, None if :meth:`interrupt`
@@ -42,6 +45,7 @@ class SocketReader:
         if self._unread:
             data, self._unread = self._unread, b""
             return data
+        self._yielded = True  # every way on from here passes a checkpoint
         sock = self.sock
         if sock is None:
             return await self._read_stream()
@@ -76,6 +80,16 @@ class SocketReader:
             self._scope = None
         self._interrupted = False
         return None
+
+    def take_yield(self) -> bool:
+        """Whether a read has yielded since the last call, which spends it.
+
+        A write that answers a read need not yield again: its task has just
+        let the others run. Spending it on one write keeps the bound: a task
+        that writes many times per read yields on all but the first.
+        """
+        yielded, self._yielded = self._yielded, False
+        return yielded
 
     def interrupt(self) -> None:
         """Wake a read that waits for bytes; it returns None.
