@@ -10,6 +10,11 @@ instructions per request::
 
     python -m benchmarks.instructions                       # trio-asgi, both parsers
     python -m benchmarks.instructions --servers trio-asgi-httptools,uvicorn-httptools
+    python -m benchmarks.instructions --ws 3000 --servers trio-asgi-h11,uvicorn-h11
+
+``--ws N`` counts N WebSocket echoes of the echo scenario's small message
+instead, over its 20 connections (trio-websocket clients in this process,
+each connection opened and warmed up before counting starts).
 
 The server is some 50 times slower under valgrind, so every connection
 always has its next request waiting: the count is that of a server at full
@@ -18,12 +23,13 @@ cost spread over the requests: compare figures made with the same
 ``--requests``. Kernel work (the syscalls themselves) is not counted, and an
 instruction of one server is not a nanosecond of another; the figure is for
 comparing one server's code before and after a change. Needs valgrind and
-h2load (``apt-get install valgrind nghttp2-client``).
+h2load (``apt-get install valgrind nghttp2-client``; ``--ws`` needs no h2load).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -32,37 +38,72 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import trio
+
+from .fanout import split
+from .scenarios import Settings
 from .servers import REPO_ROOT, SERVERS, _answers, _env, _free_port
+from .wsload import MESSAGE
 
 #: Under valgrind a Python server takes a while to import and start.
 START_TIMEOUT = 180.0
 WARM_UP_REQUESTS = 300
 CONNECTIONS = 50
+#: The WebSocket count: as many connections as the echo scenario, each warmed up first.
+WS_CONNECTIONS = Settings().ws_connections
+WARM_UP_MESSAGES = 10
 
 
 def instructions_per_request(server: str, requests: int) -> float:
     """Run ``server`` under callgrind and count its instructions for ``requests`` requests."""
-    port = _free_port()
+    with _under_callgrind(server) as run:
+        url = f"http://127.0.0.1:{run.port}/"
+        _h2load(url, WARM_UP_REQUESTS)
+        _callgrind_control("--instr=on", run.pid)
+        _h2load(url, requests)
+        _callgrind_control("--instr=off", run.pid)
+    return run.total / requests
+
+
+def instructions_per_message(server: str, messages: int) -> float:
+    """Run ``server`` under callgrind: its instructions per echo, over ``messages`` echoes."""
+    with _under_callgrind(server) as run:
+        trio.run(_echo_counted, run.port, messages, run.pid)
+    return run.total / messages
+
+
+@dataclass
+class _CallgrindRun:
+    port: int
+    pid: int = 0
+    #: The instructions counted, known once the server has exited.
+    total: int = 0
+
+
+@contextlib.contextmanager
+def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
+    """Run ``server`` under callgrind with counting off for the body of the ``with``."""
+    run = _CallgrindRun(port=_free_port())
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
         argv = [
             *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
             f"--callgrind-out-file={out}",
-            *SERVERS[server].command(port),
+            *SERVERS[server].command(run.port),
         ]
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             argv, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT
         )
+        run.pid = proc.pid
         try:
-            _wait_until_answering(proc, port)
-            url = f"http://127.0.0.1:{port}/"
-            _h2load(url, WARM_UP_REQUESTS)
-            _callgrind_control("--instr=on", proc.pid)
-            _h2load(url, requests)
-            _callgrind_control("--instr=off", proc.pid)
+            _wait_until_answering(proc, run.port)
+            yield run
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -71,7 +112,40 @@ def instructions_per_request(server: str, requests: int) -> float:
                 proc.kill()
                 proc.wait()
             log.close()
-        return _total_instructions(out) / requests
+        run.total = _total_instructions(out)
+
+
+async def _echo_counted(port: int, messages: int, pid: int) -> None:
+    """Open the websockets, warm up, then count exactly ``messages`` echoes over them.
+
+    Counting is switched on only once every connection is open and idle, so
+    the handshakes are not in the figure (the blocking switch is harmless:
+    nothing is in flight).
+    """
+    # Imported here so that the HTTP count works without trio-websocket.
+    from trio_websocket import open_websocket_url
+
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(open_websocket_url(url)) for _ in range(WS_CONNECTIONS)
+        ]
+        await _echo_all(sockets, [WARM_UP_MESSAGES] * WS_CONNECTIONS)
+        _callgrind_control("--instr=on", pid)
+        await _echo_all(sockets, split(messages, WS_CONNECTIONS))
+        _callgrind_control("--instr=off", pid)
+
+
+async def _echo_all(sockets: list[Any], counts: list[int]) -> None:
+    async def echo(ws: Any, count: int) -> None:
+        for _ in range(count):
+            await ws.send_message(MESSAGE)
+            if await ws.get_message() != MESSAGE:
+                raise RuntimeError("the server echoed something else")
+
+    async with trio.open_nursery() as nursery:
+        for ws, count in zip(sockets, counts, strict=True):
+            nursery.start_soon(echo, ws, count)
 
 
 def _wait_until_answering(proc: subprocess.Popen[bytes], port: int) -> None:
@@ -117,8 +191,14 @@ def main() -> None:
         help="comma-separated names from benchmarks/servers.py",
     )
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument(
+        "--ws",
+        type=int,
+        metavar="MESSAGES",
+        help="count this many WebSocket echoes (trio-websocket clients) instead of requests",
+    )
     args = parser.parse_args()
-    tools = ("valgrind", "callgrind_control", "h2load")
+    tools = ("valgrind", "callgrind_control") + (() if args.ws else ("h2load",))
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         sys.exit(f"needs {', '.join(missing)}: apt-get install valgrind nghttp2-client")
@@ -126,13 +206,17 @@ def main() -> None:
     unknown = [name for name in names if name not in SERVERS]
     if unknown:
         sys.exit(f"unknown server {unknown[0]!r}; known: {', '.join(SERVERS)}")
-    print("| server | instructions per request |\n|---|---:|")
+    unit = "echoed message" if args.ws else "request"
+    print(f"| server | instructions per {unit} |\n|---|---:|")
     for name in names:
         unavailable = SERVERS[name].unavailable()
         if unavailable:
             print(f"| {name} | {unavailable} |")
             continue
-        count = instructions_per_request(name, args.requests)
+        if args.ws:
+            count = instructions_per_message(name, args.ws)
+        else:
+            count = instructions_per_request(name, args.requests)
         print(f"| {name} | {count / 1000:,.1f}k |", flush=True)
 
 
