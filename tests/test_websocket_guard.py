@@ -134,8 +134,13 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
 async def test_an_app_that_only_sends_yields_on_every_write_but_the_first() -> None:
     """Writes skip their yield only right after a read: a sending loop cannot hog the server."""
     counter = StepCounter(_not(trio.lowlevel.current_task()))
+    # The client has every message before the app resumes from its last
+    # yields: it waits for the app to stop counting, not for the bytes.
+    counted = trio.Event()
 
     async def sender(scope, receive, send) -> None:
+        if scope["type"] != "websocket":
+            return
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         await receive()  # one message: the next write follows a read
@@ -143,6 +148,7 @@ async def test_an_app_that_only_sends_yields_on_every_write_but_the_first() -> N
         for _ in range(MESSAGES):
             await send({"type": "websocket.send", "bytes": PAYLOAD})
         counter.active = False
+        counted.set()
         await send({"type": "websocket.close"})
 
     async with running_server(sender, access_log=False) as server:
@@ -156,6 +162,7 @@ async def test_an_app_that_only_sends_yields_on_every_write_but_the_first() -> N
                 chunk = await client.receive_some(65536)
                 assert chunk, received
                 received += chunk
+            await counted.wait()
             trio.lowlevel.remove_instrument(counter)
     # The first write follows the read without a yield; the others yield once each.
     assert counter.steps >= MESSAGES - 1
