@@ -80,7 +80,7 @@ def instructions_per_message(server: str, messages: int) -> float:
 @dataclass
 class _CallgrindRun:
     port: int
-    pid: int = 0
+    pid: int
     #: The instructions counted, known once the server has exited.
     total: int = 0
 
@@ -88,19 +88,19 @@ class _CallgrindRun:
 @contextlib.contextmanager
 def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
     """Run ``server`` under callgrind with counting off for the body of the ``with``."""
-    run = _CallgrindRun(port=_free_port())
+    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
         argv = [
             *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
             f"--callgrind-out-file={out}",
-            *SERVERS[server].command(run.port),
+            *SERVERS[server].command(port),
         ]
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             argv, cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT
         )
-        run.pid = proc.pid
+        run = _CallgrindRun(port, proc.pid)
         try:
             _wait_until_answering(proc, run.port)
             yield run

@@ -4,8 +4,9 @@
 for an upgrade. The app runs in the connection's own task, as an HTTP
 request does, and, as there, the socket is read on demand: the app's
 ``receive()`` reads and parses the frames itself when no message is waiting
-(no reader task, so an echoed message costs two scheduler steps: the wake-up
-with the frame and the checkpoint of the echo's write). While the app is not
+(no reader task, so an echoed message costs one scheduler step on a plain
+socket: the wake-up with the frame, which spares the echo's write its own
+yield; two on TLS, whose ``send_all`` yields too). While the app is not
 receiving nobody reads, and TCP holds the peer back.
 
 Reading is a turn that one task holds at a time (:meth:`_read_turn`): the
