@@ -6,6 +6,11 @@ checkpoint of the single ``send_all``), spawn no task, enter no cancel scope
 (the connection's timeouts move one scope's deadline), write once and read
 once. A change that adds a task switch, a per-request task, timer or cancel
 scope, or splits a response into several writes fails here on any machine.
+
+Two checks keep the one yield per response where it belongs: pipelined
+requests still take a step each (a client that pipelines must not hold the
+connection's task), and that step ends on the connection's short stack,
+not deep inside the app's middleware.
 """
 
 from __future__ import annotations
@@ -211,6 +216,30 @@ async def test_keep_alive_request_over_a_loopback_socket(monkeypatch: pytest.Mon
     assert syscalls.reads <= 2 * REQUESTS
 
 
+async def test_pipelined_requests_take_a_step_each() -> None:
+    # The response's yield is what stops a client that pipelines from keeping
+    # the connection's task running while other connections wait.
+    counter = StepCounter(lambda task: task.name.endswith("_handle_connection"))
+    async with running_server(hello, access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.add_instrument(counter)
+            counter.active = True
+            await client.send_all(REQUEST * REQUESTS)
+            responses = b""
+            while responses.count(b"Hello, world!\n") < REQUESTS:
+                chunk = await client.receive_some(65536)
+                assert chunk, responses
+                responses += chunk
+            await trio.testing.wait_all_tasks_blocked()
+            counter.active = False
+            trio.lowlevel.remove_instrument(counter)
+    assert responses.count(b"HTTP/1.1 200 OK\r\n") == REQUESTS
+    assert counter.steps >= REQUESTS
+
+
 #: Coroutine frames of an idle keep-alive connection's task, trio's own
 #: included: most of what an idle connection costs in memory is this stack.
 MAX_IDLE_STACK_DEPTH = 8
@@ -244,3 +273,50 @@ async def test_an_idle_keep_alive_connection_waits_on_a_short_stack() -> None:
             ]
     assert stack[-1] == "wait_task_rescheduled"  # really waiting for the socket
     assert len(stack) <= MAX_IDLE_STACK_DEPTH, stack
+
+
+class StepEndDepths(trio.abc.Instrument):
+    """The coroutine stack depth of the tasks ``watch`` accepts, at the end of each step."""
+
+    def __init__(self, watch) -> None:
+        self.watch = watch
+        self.depths: list[int] = []
+        self.active = False
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.active and self.watch(task):
+            self.depths.append(len(_coroutine_stack(task)))
+
+
+def _nested(app, depth: int):
+    """``app`` under ``depth`` layers of middleware that only pass the call on."""
+    for _ in range(depth):
+        app = _passing_on(app)
+    return app
+
+
+def _passing_on(inner):
+    async def middleware(scope, receive, send) -> None:
+        await inner(scope, receive, send)
+
+    return middleware
+
+
+async def test_a_response_yields_on_the_connections_stack_not_the_apps() -> None:
+    # Every frame a task is suspended in is left and re-entered by its yield:
+    # under an app's middleware, that is the middleware's cost per request.
+    depths = StepEndDepths(lambda task: task.name.endswith("_handle_connection"))
+    async with running_server(_nested(hello, 20), access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.add_instrument(depths)
+            depths.active = True
+            for _ in range(REQUESTS):
+                await _one_request(client)
+            await trio.testing.wait_all_tasks_blocked()
+            depths.active = False
+            trio.lowlevel.remove_instrument(depths)
+    assert len(depths.depths) >= REQUESTS
+    assert max(depths.depths) <= MAX_IDLE_STACK_DEPTH, depths.depths

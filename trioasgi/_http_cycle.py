@@ -9,6 +9,13 @@ the message that breaks the order.
 for the first body message so that a simple response leaves in one
 ``send_all``, and a body message returns only once its bytes are handed to
 the socket, so a slow reader holds the app back rather than filling memory.
+
+Every write is a cancellation point and every write but a plain socket's
+last one a scheduling point. That last yield is left to the connection,
+which takes it once the app has returned (``yield_owed``): a task yields
+and resumes through every coroutine frame it is suspended in, and inside
+the app's ``send`` those are all the app's own (a Starlette app's
+middleware, routing and endpoint: 7.5k instructions per request, 2.4 %).
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class RequestCycle:
         "scope",
         "started",
         "status",
+        "yield_owed",
     )
 
     def __init__(
@@ -116,6 +124,8 @@ class RequestCycle:
         self.body_bytes = 0
         self._body_limit = conn.ctx.config.limit_request_body
         self._body_received = 0
+        # Set by the response's last write on a plain socket, which does not yield.
+        self.yield_owed = False
 
     # -- running the app --------------------------------------------------
 
@@ -351,7 +361,11 @@ class RequestCycle:
         try:
             sock = conn.plain_socket
             if sock is not None:
-                await write_socket(sock, data)
+                # The last write keeps its cancellation point but leaves the
+                # yield to the connection (see the module docstring).
+                last = self._response is _COMPLETE
+                self.yield_owed = last
+                await write_socket(sock, data, schedule=not last)
             else:
                 await conn.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -47,11 +47,12 @@ async def read_socket(
     nothing has arrived. Two things come of it. An idle connection waits here
     with a stack of two coroutines instead of five (its frames are most of
     what an idle keep-alive connection costs), and a request that has already
-    arrived is read without a scheduler step; the response's ``send_all``
-    remains the cycle's checkpoint. EOF and errors both end as ``b""``; the
-    fd is looked up each time, so a socket closed meanwhile reads as EOF
-    (``fileno()`` is -1) rather than reading a reused descriptor, and trio
-    wakes a waiter on a socket it closes with ``ClosedResourceError``.
+    arrived is read without a scheduler step; the response's write (or the
+    connection, after its last one) remains the cycle's checkpoint. EOF and
+    errors both end as ``b""``; the fd is looked up each time, so a socket
+    closed meanwhile reads as EOF (``fileno()`` is -1) rather than reading a
+    reused descriptor, and trio wakes a waiter on a socket it closes with
+    ``ClosedResourceError``.
     ``wait_first`` skips the first read, for a caller that has just found
     nothing there (:func:`read_ready`).
     """
@@ -73,7 +74,8 @@ async def write_socket(sock: trio.socket.SocketType, data: bytes, *, schedule: b
     write the socket's buffer cannot take waits for the socket to drain.
     ``schedule=False`` keeps the cancellation point but not the yield, for
     a caller whose task has yielded since its last write (a WebSocket echo
-    answering the read that woke it). Raises ``trio.BrokenResourceError``
+    answering the read that woke it) or will yield once it is back on a
+    shorter stack (an HTTP response's last write). Raises ``trio.BrokenResourceError``
     if the peer is gone and ``trio.ClosedResourceError`` if the socket was
     closed. The caller makes sure only one task writes at a time.
     """
