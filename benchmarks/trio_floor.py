@@ -1,11 +1,14 @@
-"""The floor under any trio server: a bare loop with one ASGI call per request.
+"""The floor under trio-asgi: a bare trio loop with one ASGI call per request.
 
 Not a server anyone should run: no validation, no limits, no timeouts, no
-error handling, GET only. It answers the hello-world benchmark the way the
-thinnest possible trio server would (the request parsed by httptools or h11,
-a minimal scope, the app's two ``send`` calls joined into one ``send_all``),
-to show how much of a real server's cost is trio and the parser rather
-than the server::
+error handling, GET only, responses that fit the socket's buffer. It
+answers the hello-world benchmark the way the thinnest trio server built
+like trio-asgi would: the socket read and written directly (``os.read`` /
+``os.write``, ``wait_readable`` only when nothing has arrived), one
+scheduler step per response, the request parsed by httptools or h11, a
+minimal scope, the app's two ``send`` calls joined into one write. What a
+full server costs above it is the server's own work per request, not
+trio's::
 
     taskset -c 0 python -m benchmarks.trio_floor --port 8000 --parser httptools
     taskset -c 1 wrk -t1 -c50 -d5s http://127.0.0.1:8000/
@@ -16,6 +19,7 @@ docs/performance-notes.md compares it with trio-asgi and uvicorn.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from typing import Any
 
@@ -30,7 +34,7 @@ async def _receive() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def _sender(stream: trio.SocketStream):
+def _sender(fd: int):
     head: list[bytes] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -42,7 +46,7 @@ def _sender(stream: trio.SocketStream):
             head.append(message.get("body", b""))
             data = b"".join(head)
             head.clear()
-            await stream.send_all(data)
+            os.write(fd, data)
 
     return send
 
@@ -99,9 +103,19 @@ class _H11Requests:
 
 async def _handle(stream: trio.SocketStream, parser: str) -> None:
     requests = _HttptoolsRequests() if parser == "httptools" else _H11Requests()
-    send = _sender(stream)
-    try:
-        while data := await stream.receive_some(_RECEIVE_SIZE):
+    sock = stream.socket
+    send = _sender(sock.fileno())
+    with sock:
+        while True:
+            try:
+                data = os.read(sock.fileno(), _RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError:
+                return
+            if not data:
+                return
             for method, target, headers in requests.requests(data):
                 path, _, query = target.partition(b"?")
                 scope = {
@@ -113,8 +127,9 @@ async def _handle(stream: trio.SocketStream, parser: str) -> None:
                     "headers": headers,
                 }
                 await app(scope, _receive, send)
-    except trio.BrokenResourceError:
-        pass
+            # The one scheduler step per response that trio-asgi takes too: it
+            # lets the other connections run, and the client send its next request.
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 async def _serve(port: int, parser: str) -> None:
