@@ -11,7 +11,7 @@ import trio
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
 from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS, OVERSIZED_REQUESTS
-from trioasgi._strict import RequestLimits, check_request
+from trioasgi._strict import FieldFacts, Rejection, RequestLimits, check_request
 
 # Every strictness rule holds whichever parser reads the request.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -115,10 +115,10 @@ def test_check_request_is_independent_of_the_parser() -> None:
         return check_request(method, target, version, headers, limits)
 
     host = [(b"host", b"x")]
-    assert check(host) is None
+    assert accepted(check(host))
     assert check(host, version=b"2.0").status == 505
     assert check([*host, (b"content-length", b"1"), (b"content-length", b"2")]).status == 400
-    assert check([*host, (b"content-length", b"3, 3")]) is None
+    assert accepted(check([*host, (b"content-length", b"3, 3")]))
     assert check([*host, (b"transfer-encoding", b"gzip")]).status == 501
     assert check([*host, (b"transfer-encoding", b"chunked"), (b"content-length", b"3")]).status == (
         400
@@ -129,7 +129,7 @@ def test_check_request_is_independent_of_the_parser() -> None:
     limited = RequestLimits(max_head_size=16384, max_fields=2, max_body=10)
     assert check([*host, (b"a", b"1"), (b"b", b"2")], limits=limited).status == 431
     assert check([*host, (b"content-length", b"11")], limits=limited).status == 413
-    assert check([*host, (b"content-length", b"10")], limits=limited) is None
+    assert accepted(check([*host, (b"content-length", b"10")], limits=limited))
     assert check([*host, (b"content-length", b"9" * 30)], limits=limited).status == 400
 
 
@@ -176,11 +176,30 @@ async def test_response_header_injection_gives_500_and_a_log_line(
     assert "Exception in ASGI application" in caplog.text
 
 
+def accepted(checked: Rejection | FieldFacts) -> bool:
+    return type(checked) is FieldFacts
+
+
+def test_an_accepted_head_answers_the_connections_questions_about_its_fields() -> None:
+    def facts(*fields: tuple[bytes, bytes]) -> FieldFacts:
+        checked = check_request(b"GET", b"/", b"1.1", [(b"host", b"x"), *fields], _LIMITS)
+        assert accepted(checked), checked
+        return checked
+
+    plain = facts((b"accept", b"*/*"))
+    assert not plain.proxied and not plain.upgrade and not plain.framed
+    for name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"):
+        assert facts((name, b"for=1.2.3.4")).proxied
+        assert facts((name, b"for=1.2.3.4")).proxied  # and again, remembered
+    assert facts((b"connection", b"upgrade"), (b"upgrade", b"websocket")).upgrade
+    assert not facts((b"connection", b"upgrade")).upgrade
+
+
 def test_a_remembered_header_block_is_still_judged_with_its_request_line_and_limits() -> None:
     """Header blocks are remembered across requests; nothing else about the request is."""
     fields = [(b"host", b"example.com"), (b"content-length", b"5"), (b"accept", b"*/*")]
     loose = RequestLimits(max_head_size=16384, max_fields=100, max_body=None)
-    assert check_request(b"GET", b"/", b"1.1", list(fields), loose) is None
+    assert accepted(check_request(b"GET", b"/", b"1.1", list(fields), loose))
     # The same block again, each time with one other thing wrong.
     assert check_request(b"G T", b"/", b"1.1", list(fields), loose).status == 400
     assert check_request(b"GET", b"/<", b"1.1", list(fields), loose).status == 400
@@ -193,7 +212,7 @@ def test_a_remembered_header_block_is_still_judged_with_its_request_line_and_lim
     assert check_request(b"GET", b"/", b"1.1", bad, loose).status == 400
     # No Host: fine for HTTP/1.0, not for HTTP/1.1, whichever comes first.
     no_host = [(b"accept", b"*/*")]
-    assert check_request(b"GET", b"/", b"1.0", list(no_host), loose) is None
+    assert accepted(check_request(b"GET", b"/", b"1.0", list(no_host), loose))
     assert check_request(b"GET", b"/", b"1.1", list(no_host), loose).status == 400
 
 

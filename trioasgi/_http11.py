@@ -29,7 +29,7 @@ from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
 from ._socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
-from ._strict import Rejection, check_request
+from ._strict import FieldFacts, Rejection, check_request
 from ._websocket import WebSocketSession
 from ._ws_handshake import is_websocket_upgrade
 
@@ -188,21 +188,23 @@ class HTTPConnection:
             pending = None
             # One list of the headers serves the checks and the scope.
             headers = header_list(request)
-            rejection = self._rejection(request, headers)
-            if rejection is not None:
-                await self.send_error(rejection.status, rejection.reason)
+            checked = self._check(request, headers)
+            if type(checked) is Rejection:
+                await self.send_error(checked.status, checked.reason)
                 return None
-            keep_going = await self._respond(request, headers)
+            keep_going = await self._respond(request, headers, checked)
             request = headers = None
             if not keep_going:
                 return None
 
-    async def _respond(self, request: h11.Request, headers: list[tuple[bytes, bytes]]) -> bool:
+    async def _respond(
+        self, request: h11.Request, headers: list[tuple[bytes, bytes]], fields: FieldFacts
+    ) -> bool:
         """Serve one request; whether the connection can carry another."""
-        if self._websocket_enabled and is_websocket_upgrade(headers):
+        if fields.upgrade and self._websocket_enabled and is_websocket_upgrade(headers):
             await self._run_websocket(request)
             return False
-        cycle = RequestCycle(self, request, headers)
+        cycle = RequestCycle(self, request, headers, fields.proxied)
         await cycle.run()
         if cycle.yield_owed:
             # The response's last write did not yield; yielding here, on a
@@ -352,16 +354,16 @@ class HTTPConnection:
             self.h11.receive_data(data)
         return bool(data)
 
-    def _rejection(
+    def _check(
         self, request: h11.Request, headers: list[tuple[bytes, bytes]]
-    ) -> Rejection | None:
-        """Why the app may not see this request (answered, then closed), or None."""
-        rejection = check_request(
+    ) -> Rejection | FieldFacts:
+        """Why the app may not see this request (answered, then closed), or its fields' facts."""
+        checked = check_request(
             request.method, request.target, request.http_version, headers, self.ctx.request_limits
         )
-        if rejection is None and self._over_capacity():
-            rejection = Rejection(503, "too many connections")
-        return rejection
+        if type(checked) is not Rejection and self._over_capacity():
+            return Rejection(503, "too many connections")
+        return checked
 
     def _over_capacity(self) -> bool:
         limit = self.ctx.config.limit_concurrency

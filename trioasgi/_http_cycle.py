@@ -99,11 +99,15 @@ class RequestCycle:
     )
 
     def __init__(
-        self, conn: HTTPConnection, request: h11.Request, headers: list[tuple[bytes, bytes]]
+        self,
+        conn: HTTPConnection,
+        request: h11.Request,
+        headers: list[tuple[bytes, bytes]],
+        proxied: bool = True,
     ) -> None:
         self.conn = conn
         self.request = request
-        self.scope = build_scope(conn, request, headers)
+        self.scope = build_scope(conn, request, headers, proxied)
         self.keep_alive = True
         self.status: int | None = None
         self.disconnected = False
@@ -390,10 +394,12 @@ def build_scope(
     conn: HTTPConnection,
     request: h11.Request,
     headers: list[tuple[bytes, bytes]] | None = None,
+    proxied: bool = True,
 ) -> dict[str, Any]:
     """The HTTP scope of a request (a WebSocket scope starts from it).
 
-    ``headers`` is the request's header list if the caller already made one.
+    ``headers`` is the request's header list if the caller already made one;
+    ``proxied=False`` says it has no proxy header (``FieldFacts.proxied``).
     """
     if headers is None:
         headers = header_list(request)
@@ -411,7 +417,7 @@ def build_scope(
         path = root_path + path
         raw_path = root_path.encode() + raw_path
     client, scheme = conn.client, conn.scheme
-    if conn.proxy_trusted:
+    if proxied and conn.proxy_trusted:
         client, scheme = forwarded_client_and_scheme(
             headers, client, scheme, conn.ctx.trusted_proxies
         )

@@ -3,10 +3,11 @@
 :func:`check_request` takes a parsed request head as plain values (method,
 target, version, headers with lower-case names) and returns a
 :class:`Rejection` (the status to answer with, after which the connection
-closes) or ``None``. It does not depend on the parser, so every HTTP/1.1
-parser the server may run behind gets the same rules; it repeats some checks
-h11 already makes (conflicting lengths, unsupported transfer codings, Host)
-for exactly that reason.
+closes) or the :class:`FieldFacts` of an accepted head, which answer the
+connection's other questions about its header block. It does not depend
+on the parser, so every HTTP/1.1 parser the server may run behind gets the
+same rules; it repeats some checks h11 already makes (conflicting lengths,
+unsupported transfer codings, Host) for exactly that reason.
 
 Where RFC 9112 lets a server choose, these rules take the side that leaves
 no room for request smuggling: a message with both Content-Length and
@@ -55,12 +56,14 @@ class RequestLimits:
     max_body: int | None = None
 
 
-class _FieldFacts(NamedTuple):
-    """What the checks need to know of a valid header block, whatever the request line."""
+class FieldFacts(NamedTuple):
+    """What the checks and the connection need to know of a valid header block."""
 
     size: int  # bytes the fields take in the head, as counted for the size limit
     hosts: int  # Host fields
     framed: bool  # whether a Content-Length or Transfer-Encoding field is present
+    proxied: bool  # whether a Forwarded or X-Forwarded-For/-Proto field is present
+    upgrade: bool  # whether an Upgrade field is present
 
 
 #: Header blocks that passed the character checks, and their facts. A keep-alive
@@ -68,7 +71,7 @@ class _FieldFacts(NamedTuple):
 #: checking it. Bounded like the writer's caches; a head with a field in error is
 #: never stored, and anything the request line or the limits decide is checked
 #: on every request.
-_known_fields: dict[tuple[tuple[bytes, bytes], ...], _FieldFacts] = {}
+_known_fields: dict[tuple[tuple[bytes, bytes], ...], FieldFacts] = {}
 _KNOWN_FIELDS_MAX = 256
 #: Only blocks of at most this many fields and bytes are remembered (at most
 #: 1 MiB in all, whatever clients send).
@@ -82,8 +85,8 @@ def check_request(
     http_version: bytes,
     headers: Iterable[tuple[bytes, bytes]],
     limits: RequestLimits,
-) -> Rejection | None:
-    """The reason to refuse this request head, or None if the app may see it.
+) -> Rejection | FieldFacts:
+    """The reason to refuse this request head, or the facts of its fields if the app may see it.
 
     ``headers`` are ``(name, value)`` pairs with lower-case names, as parsed
     (a list is used as it is; any other iterable is copied into one).
@@ -122,15 +125,16 @@ def check_request(
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         return Rejection(400, "a request needs exactly one Host header")
     if not facts.framed:
-        return None
-    return _check_framing(
+        return facts
+    refused = _check_framing(
         [value for name, value in pairs if name == b"content-length"],
         [value for name, value in pairs if name == b"transfer-encoding"],
         limits.max_body,
     )
+    return facts if refused is None else refused
 
 
-def _field_facts(pairs: list[tuple[bytes, bytes]]) -> _FieldFacts | Rejection:
+def _field_facts(pairs: list[tuple[bytes, bytes]]) -> FieldFacts | Rejection:
     """The facts of a header block, or why its characters are refused."""
     # Whole-block operations rather than a loop per field: a few C-level
     # scans cost less than one Python iteration each.
@@ -144,10 +148,14 @@ def _field_facts(pairs: list[tuple[bytes, bytes]]) -> _FieldFacts | Rejection:
         return Rejection(400, "invalid character in a header value")
     if pairs and (all_names.translate(None, _TOKEN_BYTES) or not all(names)):
         return Rejection(400, "invalid character in a header name")
-    return _FieldFacts(
+    return FieldFacts(
         size=len(all_names) + len(all_values) + 3 * len(pairs),
         hosts=names.count(b"host"),
         framed=b"content-length" in names or b"transfer-encoding" in names,
+        proxied=b"x-forwarded-for" in names
+        or b"x-forwarded-proto" in names
+        or b"forwarded" in names,
+        upgrade=b"upgrade" in names,
     )
 
 
