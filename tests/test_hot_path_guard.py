@@ -15,8 +15,11 @@ not deep inside the app's middleware.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import types
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -111,6 +114,41 @@ async def _one_request(client: trio.abc.Stream) -> None:
     assert response.count(b"HTTP/1.1 ") == 1
 
 
+@contextlib.asynccontextmanager
+async def counting(instrument: trio.abc.Instrument, *others: Any) -> AsyncIterator[None]:
+    """Count with ``instrument`` and ``others`` (all with an ``active`` flag) over the body.
+
+    Counting starts and stops at moments when every task is blocked, so it
+    covers exactly the work the body causes.
+    """
+    await trio.testing.wait_all_tasks_blocked()
+    trio.lowlevel.add_instrument(instrument)
+    counters = (instrument, *others)
+    for counter in counters:
+        counter.active = True
+    try:
+        yield
+        await trio.testing.wait_all_tasks_blocked()
+    finally:
+        for counter in counters:
+            counter.active = False
+        trio.lowlevel.remove_instrument(instrument)
+
+
+@contextlib.asynccontextmanager
+async def _keep_alive_client(app=hello) -> AsyncIterator[trio.abc.Stream]:
+    """A connection to a fresh server, its first request (not typical) answered."""
+    async with running_server(app, access_log=False) as server:
+        client = await server.connect()
+        async with client:
+            await _one_request(client)
+            yield client
+
+
+def _connection_task(task: trio.lowlevel.Task) -> bool:
+    return task.name.endswith("_handle_connection")
+
+
 class ScopeCounter:
     """Counts the cancel scopes entered while it is active."""
 
@@ -142,13 +180,9 @@ async def test_keep_alive_request_over_memory_streams(
         await _one_request(client)  # warm-up: the first request is not typical
         await trio.testing.wait_all_tasks_blocked()  # the server waits for the next one
         sends, receives = stream.sends, stream.receives
-        trio.lowlevel.add_instrument(counter)
-        counter.active = scopes.active = True
-        for _ in range(REQUESTS):
-            await _one_request(client)
-        await trio.testing.wait_all_tasks_blocked()
-        counter.active = scopes.active = False
-        trio.lowlevel.remove_instrument(counter)
+        async with counting(counter, scopes):
+            for _ in range(REQUESTS):
+                await _one_request(client)
         nursery.cancel_scope.cancel()
     assert counter.steps <= MAX_TASK_STEPS * REQUESTS
     assert counter.spawns == 0
@@ -193,20 +227,11 @@ class SyscallCounter:
 
 
 async def test_keep_alive_request_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    counter = StepCounter(lambda task: task.name.endswith("_handle_connection"))
+    counter = StepCounter(_connection_task)
     syscalls = SyscallCounter(monkeypatch)
-    async with running_server(hello, access_log=False) as server:
-        client = await server.connect()
-        async with client:
+    async with _keep_alive_client() as client, counting(counter, syscalls):
+        for _ in range(REQUESTS):
             await _one_request(client)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(counter)
-            counter.active = syscalls.active = True
-            for _ in range(REQUESTS):
-                await _one_request(client)
-            await trio.testing.wait_all_tasks_blocked()
-            counter.active = syscalls.active = False
-            trio.lowlevel.remove_instrument(counter)
     assert counter.steps <= MAX_TASK_STEPS * REQUESTS
     assert counter.spawns == 0
     # One write per response; one read that finds the request, after at
@@ -219,23 +244,14 @@ async def test_keep_alive_request_over_a_loopback_socket(monkeypatch: pytest.Mon
 async def test_pipelined_requests_take_a_step_each() -> None:
     # The response's yield is what stops a client that pipelines from keeping
     # the connection's task running while other connections wait.
-    counter = StepCounter(lambda task: task.name.endswith("_handle_connection"))
-    async with running_server(hello, access_log=False) as server:
-        client = await server.connect()
-        async with client:
-            await _one_request(client)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(counter)
-            counter.active = True
-            await client.send_all(REQUEST * REQUESTS)
-            responses = b""
-            while responses.count(b"Hello, world!\n") < REQUESTS:
-                chunk = await client.receive_some(65536)
-                assert chunk, responses
-                responses += chunk
-            await trio.testing.wait_all_tasks_blocked()
-            counter.active = False
-            trio.lowlevel.remove_instrument(counter)
+    counter = StepCounter(_connection_task)
+    async with _keep_alive_client() as client, counting(counter):
+        await client.send_all(REQUEST * REQUESTS)
+        responses = b""
+        while responses.count(b"Hello, world!\n") < REQUESTS:
+            chunk = await client.receive_some(65536)
+            assert chunk, responses
+            responses += chunk
     assert responses.count(b"HTTP/1.1 200 OK\r\n") == REQUESTS
     assert counter.steps >= REQUESTS
 
@@ -305,18 +321,9 @@ def _passing_on(inner):
 async def test_a_response_yields_on_the_connections_stack_not_the_apps() -> None:
     # Every frame a task is suspended in is left and re-entered by its yield:
     # under an app's middleware, that is the middleware's cost per request.
-    depths = StepEndDepths(lambda task: task.name.endswith("_handle_connection"))
-    async with running_server(_nested(hello, 20), access_log=False) as server:
-        client = await server.connect()
-        async with client:
+    depths = StepEndDepths(_connection_task)
+    async with _keep_alive_client(_nested(hello, 20)) as client, counting(depths):
+        for _ in range(REQUESTS):
             await _one_request(client)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(depths)
-            depths.active = True
-            for _ in range(REQUESTS):
-                await _one_request(client)
-            await trio.testing.wait_all_tasks_blocked()
-            depths.active = False
-            trio.lowlevel.remove_instrument(depths)
     assert len(depths.depths) >= REQUESTS
     assert max(depths.depths) <= MAX_IDLE_STACK_DEPTH, depths.depths

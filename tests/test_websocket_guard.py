@@ -26,6 +26,7 @@ from tests.test_hot_path_guard import (
     StepCounter,
     SyscallCounter,
     channel_stream_pair,
+    counting,
 )
 from tests.ws_apps import echo_app
 from trioasgi._context import ServerContext
@@ -91,13 +92,9 @@ async def test_echo_over_memory_streams() -> None:
         await _echo(client)  # warm-up
         await trio.testing.wait_all_tasks_blocked()
         sends, receives = stream.sends, stream.receives
-        trio.lowlevel.add_instrument(counter)
-        counter.active = True
-        for _ in range(MESSAGES):
-            await _echo(client)
-        await trio.testing.wait_all_tasks_blocked()
-        counter.active = False
-        trio.lowlevel.remove_instrument(counter)
+        async with counting(counter):
+            for _ in range(MESSAGES):
+                await _echo(client)
         nursery.cancel_scope.cancel()
     assert counter.steps <= MAX_TASK_STEPS_STREAM * MESSAGES
     assert counter.spawns == 0
@@ -114,14 +111,9 @@ async def test_echo_over_a_loopback_socket(monkeypatch: pytest.MonkeyPatch) -> N
         async with client:
             await _upgrade(client)
             await _echo(client)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(counter)
-            counter.active = scopes.active = syscalls.active = True
-            for _ in range(MESSAGES):
-                await _echo(client)
-            await trio.testing.wait_all_tasks_blocked()
-            counter.active = scopes.active = syscalls.active = False
-            trio.lowlevel.remove_instrument(counter)
+            async with counting(counter, scopes, syscalls):
+                for _ in range(MESSAGES):
+                    await _echo(client)
     assert counter.steps <= MAX_TASK_STEPS_SOCKET * MESSAGES
     assert counter.spawns == 0
     assert scopes.entered == 0
