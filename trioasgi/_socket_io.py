@@ -75,9 +75,10 @@ async def write_socket(sock: trio.socket.SocketType, data: bytes, *, schedule: b
     ``schedule=False`` keeps the cancellation point but not the yield, for
     a caller whose task has yielded since its last write (a WebSocket echo
     answering the read that woke it) or will yield once it is back on a
-    shorter stack (an HTTP response's last write). Raises ``trio.BrokenResourceError``
-    if the peer is gone and ``trio.ClosedResourceError`` if the socket was
-    closed. The caller makes sure only one task writes at a time.
+    shorter stack (an HTTP response's last write). Raises
+    ``trio.BrokenResourceError`` if the peer is gone and
+    ``trio.ClosedResourceError`` if the socket was closed. The caller makes
+    sure only one task writes at a time.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     sent = _write_some(sock, data)
