@@ -37,7 +37,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ import trio
 
 from .fanout import split
 from .scenarios import Settings
-from .servers import REPO_ROOT, SERVERS, _answers, _env, _free_port
+from .servers import REPO_ROOT, SERVERS, _env, _free_port, wait_until_answering
 from .wsload import MESSAGE
 
 #: Under valgrind a Python server takes a while to import and start.
@@ -102,7 +101,10 @@ def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
         )
         run = _CallgrindRun(port, proc.pid)
         try:
-            _wait_until_answering(proc, run.port)
+            if not wait_until_answering(proc, port, START_TIMEOUT):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the server exited ({proc.returncode}) before answering")
+                raise RuntimeError(f"the server did not answer within {START_TIMEOUT:.0f} s")
             yield run
         finally:
             proc.send_signal(signal.SIGINT)
@@ -146,17 +148,6 @@ async def _echo_all(sockets: list[Any], counts: list[int]) -> None:
     async with trio.open_nursery() as nursery:
         for ws, count in zip(sockets, counts, strict=True):
             nursery.start_soon(echo, ws, count)
-
-
-def _wait_until_answering(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited ({proc.returncode}) before answering")
-        if _answers(port):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer within {START_TIMEOUT:.0f} s")
 
 
 def _h2load(url: str, requests: int) -> None:

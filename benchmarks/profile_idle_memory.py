@@ -40,28 +40,15 @@ from trioasgi import Config
 from trioasgi._context import ServerContext
 from trioasgi._server import Server
 
+from .apps import app
 from .h1 import request
 from .memory import _open_many
+from .servers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WARMUP_CONNECTIONS = 20
 
 
 # -- the child: the server, measuring itself ------------------------------------
-
-
-async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    body = b"Hello, world!"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _rss() -> int:
@@ -186,7 +173,7 @@ async def _serve(parser: str, trace: bool, top: int) -> None:
             trio.from_thread.run(send_command.send, line.strip(), trio_token=token)
 
     async with trio.open_nursery() as nursery:
-        (address,) = await nursery.start(trioasgi.serve, _hello, config)
+        (address,) = await nursery.start(trioasgi.serve, app, config)
         threading.Thread(target=read_commands, daemon=True).start()
         _reply({"port": address[1]})
         before: tuple[int, tracemalloc.Snapshot | None] | None = None

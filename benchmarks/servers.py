@@ -300,17 +300,24 @@ def start(spec: ServerSpec) -> RunningServer:
             log.unlink()
             raise StartError(str(exc)) from exc
     server = RunningServer(spec, port, proc, log)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            reason = _last_line(log.read_text(errors="replace")) or f"exited {proc.returncode}"
-            server.stop()
-            raise StartError(reason)
-        if _answers(port):
-            return server
-        time.sleep(0.05)
+    if wait_until_answering(proc, port, START_TIMEOUT):
+        return server
+    if proc.poll() is not None:
+        reason = _last_line(log.read_text(errors="replace")) or f"exited {proc.returncode}"
+    else:
+        reason = f"port {port} did not answer within {START_TIMEOUT:.0f} s"
     server.stop()
-    raise StartError(f"port {port} did not answer within {START_TIMEOUT:.0f} s")
+    raise StartError(reason)
+
+
+def wait_until_answering(proc: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    """Whether GET / on ``port`` answered 200 before ``proc`` exited or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _answers(port):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _answers(port: int) -> bool:

@@ -221,11 +221,7 @@ async def exchange(app: Callable[..., Any], request: bytes, **settings: Any) -> 
     async with trio.open_nursery() as nursery:
         conn = MemoryConnection(app, nursery, **settings)
         await conn.send(request)
-        with trio.fail_after(100):
-            data = await conn.read_all()
-            await conn.client.aclose()
-            await conn.finished.wait()
-    return data
+        return await conn.read_to_the_end(within=100)
 
 
 class MemoryConnection:
@@ -277,7 +273,14 @@ class MemoryConnection:
         hang reaches the bound.
         """
         nursery.start_soon(self.deliver, pieces, pauses, fin)
-        with trio.fail_after(10_000):
+        return await self.read_to_the_end(within=10_000)
+
+    async def read_to_the_end(self, *, within: float) -> bytes:
+        """All the server sends until it closes; then the connection task must end too.
+
+        ``within`` virtual seconds, or the test fails (a hang, not a result).
+        """
+        with trio.fail_after(within):
             data = await self.read_all()
             await self.client.aclose()
             await self.finished.wait()

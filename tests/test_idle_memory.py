@@ -89,11 +89,21 @@ async def test_a_parser_serves_the_next_connection_with_nothing_of_the_last(
         nursery.cancel_scope.cancel()
 
 
+async def parked_connection(
+    nursery: trio.Nursery, *, timeout_keep_alive: float = 60
+) -> MemoryConnection:
+    """A connection over real sockets that has answered one request and waits for the next."""
+    conn = MemoryConnection(
+        apps.hello, nursery, socket_stream_pair, timeout_keep_alive=timeout_keep_alive
+    )
+    await conn.send(GET)
+    await conn.read_response()
+    return conn
+
+
 async def test_a_parked_connection_times_out_quietly(autojump_clock) -> None:
     async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(apps.hello, nursery, socket_stream_pair, timeout_keep_alive=4)
-        await conn.send(GET)
-        await conn.read_response()
+        conn = await parked_connection(nursery, timeout_keep_alive=4)
         start = trio.current_time()
         assert await conn.read_all() == b""
     assert trio.current_time() - start == pytest.approx(4)
@@ -102,9 +112,7 @@ async def test_a_parked_connection_times_out_quietly(autojump_clock) -> None:
 
 async def test_a_parked_connection_closes_at_once_on_shutdown(autojump_clock) -> None:
     async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(apps.hello, nursery, socket_stream_pair, timeout_keep_alive=60)
-        await conn.send(GET)
-        await conn.read_response()
+        conn = await parked_connection(nursery)
         await trio.testing.wait_all_tasks_blocked()
         start = trio.current_time()
         conn.connection.begin_shutdown()
@@ -114,9 +122,7 @@ async def test_a_parked_connection_closes_at_once_on_shutdown(autojump_clock) ->
 
 async def test_a_parked_connection_ends_when_the_client_leaves(autojump_clock) -> None:
     async with trio.open_nursery() as nursery:
-        conn = MemoryConnection(apps.hello, nursery, socket_stream_pair, timeout_keep_alive=60)
-        await conn.send(GET)
-        await conn.read_response()
+        conn = await parked_connection(nursery)
         await trio.testing.wait_all_tasks_blocked()
         await conn.client.send_eof()
         start = trio.current_time()

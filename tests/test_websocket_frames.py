@@ -425,14 +425,7 @@ async def test_peer_that_stops_reading_is_cut_off(nursery, autojump_clock) -> No
         except OSError as exc:
             outcome.append(exc)
 
-    peer = WSMemoryPeer(
-        firehose,
-        nursery,
-        pair=trio.testing.lockstep_stream_pair,
-        ws_ping_interval=20,
-        ws_ping_timeout=10,
-    )
-    await peer.handshake()  # and never read again
+    peer = await keepalive_peer(firehose, nursery, interval=20, timeout=10)  # never read again
     await peer.finished.wait()
     assert 30 <= trio.current_time() <= 32
     assert isinstance(outcome[0], trioasgi.ClientDisconnected)
@@ -504,14 +497,16 @@ async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> 
     assert order == ["a", "b", "c"]
 
 
-async def keepalive_peer(app: Callable[..., Any], nursery: trio.Nursery) -> WSMemoryPeer:
-    """A handshaken peer over lockstep streams (each byte waits for its reader), 5 s pings."""
+async def keepalive_peer(
+    app: Callable[..., Any], nursery: trio.Nursery, *, interval: float = 5, timeout: float = 5
+) -> WSMemoryPeer:
+    """A handshaken peer over lockstep streams (each byte waits for its reader), pinged."""
     peer = WSMemoryPeer(
         app,
         nursery,
         pair=trio.testing.lockstep_stream_pair,
-        ws_ping_interval=5,
-        ws_ping_timeout=5,
+        ws_ping_interval=interval,
+        ws_ping_timeout=timeout,
     )
     await peer.handshake()
     return peer

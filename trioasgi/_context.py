@@ -63,7 +63,3 @@ class ServerContext:
 
     def date_header_value(self) -> bytes | None:
         return http_date() if self.config.date_header else None
-
-    def default_headers(self) -> list[tuple[bytes, bytes]]:
-        """The headers the server adds to a response that does not set them itself."""
-        return self.response_defaults.pairs()

@@ -135,7 +135,7 @@ class ServerHandshake:
         except (LocalProtocolError, h11.LocalProtocolError):
             # wsproto's own HTTP state could not take the response (the request
             # never reached it): write the same response by hand.
-            return _raw_response(status, headers + self.ctx.default_headers(), body)
+            return _raw_response(status, headers + self.ctx.response_defaults.pairs(), body)
 
     def refuse(self, status: int) -> bytes:
         """A server-made response that refuses the upgrade (403, 500) and closes."""
