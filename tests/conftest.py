@@ -19,6 +19,8 @@ if sys.version_info < (3, 11):
 from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
 from trioasgi._parsers import httptools_available
+from trioasgi._request_head import RequestHead
+from trioasgi._strict import FieldFacts, RequestLimits, check_request
 
 #: The ``http`` setting of servers the tests start without naming one; the
 #: ``http_parser`` fixture switches it so a test module runs under each parser.
@@ -202,6 +204,17 @@ async def read_until_closed(stream: trio.abc.ReceiveStream, limit: int = 10_000_
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def accept_next_request(parser: Any) -> RequestHead:
+    """The parser's next event, a request head, accepted as the connection would accept it."""
+    head = parser.next_event()
+    assert type(head) is RequestHead
+    limits = RequestLimits(max_head_size=16 * 1024, max_fields=100)
+    fields = check_request(head.method, head.target, head.http_version, head.headers, limits)
+    assert type(fields) is FieldFacts
+    parser.begin_response(head, fields)
+    return head
 
 
 def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:

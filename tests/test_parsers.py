@@ -12,12 +12,13 @@ import trio
 
 import trioasgi
 from tests import apps
-from tests.conftest import MemoryConnection, exchange
+from tests.conftest import MemoryConnection, accept_next_request, exchange
 from tests.malformed import HOST as _HOST
 from tests.malformed import get_request as _get
 from tests.malformed import post_request as _post
 from trioasgi._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 from trioasgi._parsers import new_parser
+from trioasgi._request_head import RequestHead, from_h11
 
 pytestmark = pytest.mark.usefixtures("http_parser")
 
@@ -46,6 +47,34 @@ async def test_head_split_across_reads_still_hits_the_size_limit(autojump_clock)
         with trio.fail_after(60):
             data = await conn.read_all()
     assert data.startswith(b"HTTP/1.1 431 ")
+    assert app.paths == []
+
+
+async def test_a_field_that_never_ends_is_refused_before_much_of_it_is_held(
+    autojump_clock,
+) -> None:
+    """A field with no end of line: httptools gathers it in memory until the line ends."""
+    app = RecordingApp()
+    answer = b""
+    answered = trio.Event()
+
+    async def read_answer() -> None:
+        nonlocal answer
+        answer = await conn.client.receive_some()
+        answered.set()
+
+    sent = 0
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        nursery.start_soon(read_answer)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        while not answered.is_set() and sent < 1024 * 1024:
+            await conn.send(b"a" * 4096)
+            sent += 4096
+            await trio.testing.wait_all_tasks_blocked()
+        await conn.read_to_the_end(within=60)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert sent <= trioasgi.Config().h11_max_incomplete_event_size + 2 * 4096
     assert app.paths == []
 
 
@@ -120,7 +149,8 @@ def _writer_for(request: bytes, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -
     parser = h11.Connection(h11.SERVER)
     parser.receive_data(request)
     writer = ResponseWriter(defaults)
-    writer.begin(parser.next_event())
+    head = from_h11(parser.next_event())
+    writer.begin(head, b"close" in dict(head.headers).get(b"connection", b"").lower())
     return writer
 
 
@@ -215,7 +245,7 @@ def test_needs_data_is_true_only_when_next_event_would_need_data(http_parser: st
     assert parser.next_event() is h11.NEED_DATA  # asked, it still needs more
     parser.receive_data(b"Host: x\r\n\r\nGET /second HTTP/1.1\r\n")
     assert not parser.needs_data()
-    assert type(parser.next_event()) is h11.Request
+    accept_next_request(parser)
     assert type(parser.next_event()) is h11.EndOfMessage
     parser.send_response(200, [(b"content-length", b"0")])
     parser.send_body(b"", True)
@@ -226,7 +256,7 @@ def test_needs_data_is_true_only_when_next_event_would_need_data(http_parser: st
         assert parser.next_event() is h11.NEED_DATA
     parser.receive_data(b"Host: x\r\n\r\n")
     assert not parser.needs_data()
-    assert type(parser.next_event()) is h11.Request
+    assert type(parser.next_event()) is RequestHead
 
     closed = new_parser(trioasgi.Config(), http_parser)
     closed.receive_data(b"")

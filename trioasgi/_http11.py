@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
-from ._h11_events import header_list
 from ._http_cycle import RequestCycle
 from ._logging import TRACE, logger
+from ._request_head import RequestHead
 from ._socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ._strict import FieldFacts, Rejection, check_request
 from ._websocket import WebSocketSession
@@ -49,7 +49,7 @@ FIRST_REQUEST_GRACE = 1.0
 
 #: What the wait for a request yields: a request head, the end of the
 #: connection, or the parser's refusal of what it read.
-_HeadEvent = h11.Request | h11.ConnectionClosed | h11.RemoteProtocolError
+_HeadEvent = RequestHead | h11.ConnectionClosed | h11.RemoteProtocolError
 
 #: The most of an unread request body we read and drop to keep the connection.
 DISCARD_LIMIT = 64 * 1024
@@ -177,7 +177,7 @@ class HTTPConnection:
                     pending = exc
                 if pending is None:
                     return None
-            if type(pending) is not h11.Request:
+            if type(pending) is not RequestHead:
                 if isinstance(pending, h11.RemoteProtocolError):
                     await self.send_error(pending.error_status_hint, str(pending))
                 # ConnectionClosed; nothing else can come before a request.
@@ -186,25 +186,22 @@ class HTTPConnection:
             # Nothing of the last request may stay reachable while the
             # connection waits, perhaps for long, for the next one.
             pending = None
-            # One list of the headers serves the checks and the scope.
-            headers = header_list(request)
-            checked = self._check(request, headers)
+            checked = self._check(request)
             if type(checked) is Rejection:
                 await self.send_error(checked.status, checked.reason)
                 return None
-            keep_going = await self._respond(request, headers, checked)
-            request = headers = None
+            keep_going = await self._respond(request, checked)
+            request = None
             if not keep_going:
                 return None
 
-    async def _respond(
-        self, request: h11.Request, headers: list[tuple[bytes, bytes]], fields: FieldFacts
-    ) -> bool:
+    async def _respond(self, request: RequestHead, fields: FieldFacts) -> bool:
         """Serve one request; whether the connection can carry another."""
-        if fields.upgrade and self._websocket_enabled and is_websocket_upgrade(headers):
+        self.h11.begin_response(request, fields)
+        if fields.upgrade and self._websocket_enabled and is_websocket_upgrade(request.headers):
             await self._run_websocket(request)
             return False
-        cycle = RequestCycle(self, request, headers, fields.proxied)
+        cycle = RequestCycle(self, request, fields.proxied)
         await cycle.run()
         if cycle.yield_owed:
             # The response's last write did not yield; yielding here, on a
@@ -221,7 +218,7 @@ class HTTPConnection:
         if self._websocket is not None:
             self._websocket.begin_shutdown()
 
-    async def _run_websocket(self, request: h11.Request) -> None:
+    async def _run_websocket(self, request: RequestHead) -> None:
         """Hand the connection over to a WebSocket session; it never comes back to HTTP."""
         try:
             end = self.h11.next_event()
@@ -350,16 +347,17 @@ class HTTPConnection:
 
     def _to_parser(self, data: bytes) -> bool:
         """Hand what a read returned (``b""`` at EOF) to the parser; whether it was bytes."""
-        if self.h11.their_state is not h11.CLOSED:
-            self.h11.receive_data(data)
+        self.h11.receive_data(data)
         return bool(data)
 
-    def _check(
-        self, request: h11.Request, headers: list[tuple[bytes, bytes]]
-    ) -> Rejection | FieldFacts:
+    def _check(self, request: RequestHead) -> Rejection | FieldFacts:
         """Why the app may not see this request (answered, then closed), or its fields' facts."""
         checked = check_request(
-            request.method, request.target, request.http_version, headers, self.ctx.request_limits
+            request.method,
+            request.target,
+            request.http_version,
+            request.headers,
+            self.ctx.request_limits,
         )
         if type(checked) is not Rejection and self._over_capacity():
             return Rejection(503, "too many connections")
@@ -402,7 +400,7 @@ class HTTPConnection:
             return None
         return event
 
-    async def _wait_for_request_head(self) -> h11.Request | h11.ConnectionClosed | None:
+    async def _wait_for_request_head(self) -> RequestHead | h11.ConnectionClosed | None:
         """Wait until a request head is complete, within the connection's timeout scope.
 
         Called when :meth:`_arrived_head` found no whole head. On timeout (or

@@ -30,9 +30,9 @@ import h11
 import trio
 
 from ._access_log import format_access_line
-from ._h11_events import header_list
 from ._logging import access_logger, logger
 from ._proxy import forwarded_client_and_scheme
+from ._request_head import RequestHead
 from ._socket_io import write_socket
 
 if TYPE_CHECKING:
@@ -101,13 +101,12 @@ class RequestCycle:
     def __init__(
         self,
         conn: HTTPConnection,
-        request: h11.Request,
-        headers: list[tuple[bytes, bytes]],
+        request: RequestHead,
         proxied: bool = True,
     ) -> None:
         self.conn = conn
         self.request = request
-        self.scope = build_scope(conn, request, headers, proxied)
+        self.scope = build_scope(conn, request, proxied)
         self.keep_alive = True
         self.status: int | None = None
         self.disconnected = False
@@ -390,19 +389,12 @@ class RequestCycle:
         access_logger.info("%s", line, extra={"status_code": self.status})
 
 
-def build_scope(
-    conn: HTTPConnection,
-    request: h11.Request,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    proxied: bool = True,
-) -> dict[str, Any]:
+def build_scope(conn: HTTPConnection, request: RequestHead, proxied: bool = True) -> dict[str, Any]:
     """The HTTP scope of a request (a WebSocket scope starts from it).
 
-    ``headers`` is the request's header list if the caller already made one;
     ``proxied=False`` says it has no proxy header (``FieldFacts.proxied``).
     """
-    if headers is None:
-        headers = header_list(request)
+    headers = request.headers
     target = request.target
     if target[:1] != b"/" and target.startswith((b"http://", b"https://")):
         # absolute-form (RFC 9112, 3.2.2): the path starts after the authority.

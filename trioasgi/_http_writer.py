@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import h11
 
 from ._date import http_date
+from ._request_head import RequestHead
 
 _token = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+").fullmatch
 _field_value = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?").fullmatch
@@ -206,23 +207,14 @@ class ResponseWriter:
         #: Whether a 100-continue or final response has been sent this cycle.
         self.responded = False
 
-    def begin(self, request: h11.Request) -> bool:
-        """A new request arrived; whether it asks for ``100 Continue``."""
+    def begin(self, head: RequestHead, close_requested: bool) -> None:
+        """A new request arrived; ``close_requested``: its Connection field says "close"."""
         self.our_state = h11.SEND_RESPONSE
-        self.request_method = request.method
-        self.client_http_11 = http_11 = request.http_version == b"1.1"
-        keep_alive = http_11
-        expects_continue = False
-        for _, name, value in request.headers._full_items:  # see _h11_events
-            if name == b"connection":
-                if b"close" in {token.strip() for token in value.lower().split(b",")}:
-                    keep_alive = False
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expects_continue = http_11
-        self.client_keep_alive = self.keep_alive = keep_alive
+        self.request_method = head.method
+        self.client_http_11 = http_11 = head.http_version == b"1.1"
+        self.client_keep_alive = self.keep_alive = http_11 and not close_requested
         self.framing = None
         self.responded = False
-        return expects_continue
 
     def reset(self) -> None:
         """Between requests (``start_next_cycle``)."""

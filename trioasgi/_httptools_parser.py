@@ -3,8 +3,9 @@
 :class:`HttptoolsConnection` offers ``receive_data``, ``next_event``,
 ``send``, ``our_state``/``their_state``, ``they_are_waiting_for_100_continue``,
 ``trailing_data`` and ``start_next_cycle`` with h11's meaning, and produces
-h11's own event classes, so ``_http11``/``_http_cycle`` have one code path
-for both parsers. It is sans-I/O like h11.
+h11's own event classes but for the request head (a ``RequestHead``, as
+the h11 parser's wrapper in ``_parsers`` also gives), so ``_http11`` and
+``_http_cycle`` have one code path for both parsers. It is sans-I/O like h11.
 
 Strictness is not llhttp's alone: every request head goes through
 ``_strict.check_request`` before anything else looks at it, as it does with
@@ -12,7 +13,8 @@ h11 (token names, field values without control characters, method and
 target characters, one Host on HTTP/1.1, one Content-Length, ``chunked`` as
 the only transfer coding), and the head size and field count are limited
 while llhttp parses, before a big head is buffered (llhttp itself has no
-such limits).
+such limits; httptools even gathers a field's name and value in memory
+until the field ends).
 
 Like h11, bytes are parsed only when ``next_event`` is called and nothing is
 parsed past the end of a request until ``start_next_cycle``: while a
@@ -26,8 +28,9 @@ from typing import Any
 import h11
 import httptools
 
-from ._h11_events import unchecked_request
 from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from ._request_head import RequestHead
+from ._strict import FieldFacts
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -83,8 +86,11 @@ class HttptoolsConnection:
         # The head being parsed.
         self._in_head = False
         self._url = b""
-        self._headers: list[tuple[bytes, bytes, bytes]] = []
-        self._head_size = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        # Whether the head being parsed began in the current feed, and the
+        # bytes of it fed since (see _feed).
+        self._head_began = False
+        self._head_bytes = 0
 
     # -- h11.Connection's interface -----------------------------------------
 
@@ -172,11 +178,16 @@ class HttptoolsConnection:
 
     # -- delivering parsed events -------------------------------------------
 
+    def begin_response(self, head: RequestHead, fields: FieldFacts) -> None:
+        """The connection accepted ``head``: our side now owes it a response."""
+        self._writer.begin(head, fields.close)
+        self._expects_continue = fields.expects_continue and head.http_version == b"1.1"
+
     def _deliver(self, event: Any) -> Any:
         kind = type(event)
-        if kind is h11.Request:
+        if kind is RequestHead:
             self._their_state = h11.SEND_BODY
-            self._expects_continue = self._writer.begin(event)
+            self._expects_continue = False
         elif kind is h11.Data:
             self._expects_continue = False
         elif kind is h11.EndOfMessage:
@@ -188,8 +199,11 @@ class HttptoolsConnection:
         return event
 
     def _feed(self, data: bytes) -> None:
+        self._head_began = False
         try:
             self._parser.feed_data(data)
+            if self._in_head:
+                self._limit_partial_head(len(data))
         except httptools.HttpParserUpgrade as upgrade:
             # An Upgrade request: llhttp stops after its head and leaves the
             # rest unparsed, as h11 does: ``trailing_data`` for a WebSocket
@@ -201,7 +215,7 @@ class HttptoolsConnection:
             ended = bool(events) and type(events[-1]) is h11.EndOfMessage
             if ended:  # llhttp reports the end of the head as the end of the message
                 events.pop()
-            if events and type(events[-1]) is h11.Request:
+            if events and type(events[-1]) is RequestHead:
                 if _declares_body(events[-1]):
                     # llhttp would hand the body over as the new protocol's
                     # bytes, h11 would read it as a body: refuse either way.
@@ -212,6 +226,8 @@ class HttptoolsConnection:
                     events.append(h11.EndOfMessage())
             elif ended:
                 events.append(h11.EndOfMessage())
+        except _Refused as refused:
+            self._events.append(h11.RemoteProtocolError(str(refused), refused.status))
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Refused):
@@ -223,30 +239,39 @@ class HttptoolsConnection:
         except httptools.HttpParserError as exc:
             self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", _status_for(exc)))
 
+    def _limit_partial_head(self, size: int) -> None:
+        """After a feed that ends inside a head: refuse it once it is surely too large.
+
+        Only feeds that began inside the head count, all of whose bytes are
+        the head's: never more than its true size, and at most one read
+        (the one it began in) less. The exact limit is applied to a complete
+        head, by ``_strict.check_request``; this one bounds what llhttp and
+        httptools hold of a head that never ends (a field with no end of line).
+        """
+        if self._head_began:
+            return
+        self._head_bytes += size
+        if self._head_bytes > self._max_head:
+            raise _Refused("request header block too large", 431)
+
     # -- llhttp callbacks -----------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._in_head = True
+        self._in_head = self._head_began = True
         self._url = b""
         self._headers = []
-        self._head_size = 0
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._grow_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         if len(headers) >= self._max_fields:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
-        self._grow_head(len(name) + len(value) + 4)
-        # The characters are checked with the whole head, by _strict.check_request.
-        headers.append((name, name.lower(), value.strip(b" \t")))
-
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > self._max_head:
-            raise _Refused("request header block too large", 431)
+        # llhttp strips the whitespace before a value, not after it. The
+        # characters are checked with the whole head, by _strict.check_request.
+        headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -255,12 +280,8 @@ class HttptoolsConnection:
             if parser.get_http_version() == "0.9":  # "GET /": no version at all
                 raise _Refused("invalid request line", 400)
             raise _Refused(f"unsupported HTTP version {parser.get_http_version()!r}", 505)
-        # The checks h11.Request would make of the fields, method, target and
-        # Host are _strict.check_request's, which the connection runs on every
-        # head before anything else sees it (a superset of h11's).
-        request = unchecked_request(parser.get_method(), self._url, version, self._headers)
         self._in_head = False
-        self._events.append(request)
+        self._events.append(RequestHead(parser.get_method(), self._url, version, self._headers))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(h11.Data(data=body))
@@ -269,8 +290,8 @@ class HttptoolsConnection:
         self._events.append(h11.EndOfMessage())
 
 
-def _declares_body(request: h11.Request) -> bool:
-    for _, name, value in request.headers._full_items:
+def _declares_body(request: RequestHead) -> bool:
+    for name, value in request.headers:
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             return True
     return False

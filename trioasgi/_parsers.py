@@ -1,9 +1,13 @@
 """Chooses the HTTP/1.1 parser of a connection: h11, or httptools when asked for and installed.
 
 Both are used through the same interface, the part of ``h11.Connection``'s
-the connection code needs (see ``_httptools_parser``), plus ``send_response``,
-which serializes a response head without building an ``h11.Response`` first.
-Both write responses with ``_http_writer.ResponseWriter``.
+the connection code needs (see ``_httptools_parser``), with two differences:
+a request head comes as a ``_request_head.RequestHead`` rather than an
+``h11.Request``, and the connection calls ``begin_response`` once it has
+accepted a head (``_strict.check_request``'s facts of its fields say
+whether the client asked to close). Both write responses with
+``_http_writer.ResponseWriter``; ``send_response`` serializes a response
+head without building an ``h11.Response`` first.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import h11
 
 from ._config import Config
 from ._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from ._request_head import RequestHead, from_h11
+from ._strict import FieldFacts
 
 
 class H11Connection:
@@ -36,7 +42,6 @@ class H11Connection:
         self.send = writer.send
         self.send_response = writer.send_response
         self.send_body = writer.send_body
-        self.receive_data = self._h11.receive_data
 
     @property
     def our_state(self) -> Any:
@@ -57,6 +62,12 @@ class H11Connection:
     def trailing_data(self) -> tuple[bytes, bool]:
         return self._h11.trailing_data
 
+    def receive_data(self, data: bytes) -> None:
+        """Bytes read from the peer (``b""`` at EOF); ignored once the peer has closed."""
+        conn = self._h11
+        if conn.their_state is not h11.CLOSED:
+            conn.receive_data(data)
+
     def needs_data(self) -> bool:
         """Whether ``next_event`` would surely say NEED_DATA: nothing unparsed, peer open.
 
@@ -65,16 +76,21 @@ class H11Connection:
         """
         conn = self._h11
         return (
-            not conn._receive_buffer  # h11 internals: see _h11_events
+            not conn._receive_buffer  # h11 internals: see _request_head
             and not conn._receive_buffer_closed
             and conn.their_state is h11.IDLE
         )
 
     def next_event(self) -> Any:
+        """h11's next event, a request as a :class:`RequestHead`."""
         event = self._h11.next_event()
         if type(event) is h11.Request:
-            self._writer.begin(event)
+            return from_h11(event)
         return event
+
+    def begin_response(self, head: RequestHead, fields: FieldFacts) -> None:
+        """The connection accepted ``head``: our side now owes it a response."""
+        self._writer.begin(head, fields.close)
 
     def holds_nothing(self) -> bool:
         """Whether both sides are between requests, nothing buffered, the peer still there."""
@@ -93,7 +109,7 @@ class H11Connection:
             raise h11.LocalProtocolError("not in a reusable state")
         conn = self._h11
         # h11 never saw our response: its server side is told it is done
-        # (h11 internals, pinned like those in _h11_events), then h11 checks
+        # (h11 internals, pinned like those in _request_head), then h11 checks
         # the client side and keeps any pipelined bytes where they are.
         conn._cstate.states[h11.SERVER] = h11.DONE
         conn.start_next_cycle()

@@ -64,6 +64,8 @@ class FieldFacts(NamedTuple):
     framed: bool  # whether a Content-Length or Transfer-Encoding field is present
     proxied: bool  # whether a Forwarded or X-Forwarded-For/-Proto field is present
     upgrade: bool  # whether an Upgrade field is present
+    close: bool  # whether a Connection field lists "close"
+    expects_continue: bool  # whether an Expect field is "100-continue"
 
 
 #: Header blocks that passed the character checks, and their facts. A keep-alive
@@ -148,6 +150,13 @@ def _field_facts(pairs: list[tuple[bytes, bytes]]) -> FieldFacts | Rejection:
         return Rejection(400, "invalid character in a header value")
     if pairs and (all_names.translate(None, _TOKEN_BYTES) or not all(names)):
         return Rejection(400, "invalid character in a header name")
+    close = expects_continue = False
+    if b"connection" in names or b"expect" in names:
+        for name, value in pairs:
+            if name == b"connection":
+                close = close or b"close" in {token.strip() for token in value.lower().split(b",")}
+            elif name == b"expect":
+                expects_continue = expects_continue or value.lower() == b"100-continue"
     return FieldFacts(
         size=len(all_names) + len(all_values) + 3 * len(pairs),
         hosts=names.count(b"host"),
@@ -156,6 +165,8 @@ def _field_facts(pairs: list[tuple[bytes, bytes]]) -> FieldFacts | Rejection:
         or b"x-forwarded-proto" in names
         or b"forwarded" in names,
         upgrade=b"upgrade" in names,
+        close=close,
+        expects_continue=expects_continue,
     )
 
 

@@ -56,9 +56,8 @@ from ._ws_io import SocketReader, WriteLock
 from ._ws_messages import MessageAssembler, outgoing_message, payload_size
 
 if TYPE_CHECKING:
-    import h11
-
     from ._http11 import HTTPConnection
+    from ._request_head import RequestHead
 
 
 #: Whole messages read ahead of the app's ``receive()``; past this nobody reads.
@@ -98,7 +97,7 @@ _CONNECTED, _CLOSED = _State.CONNECTED, _State.CLOSED
 class WebSocketSession:
     """Runs the app for one upgrade request on an :class:`HTTPConnection`."""
 
-    def __init__(self, conn: HTTPConnection, request: h11.Request, trailing: bytes) -> None:
+    def __init__(self, conn: HTTPConnection, request: RequestHead, trailing: bytes) -> None:
         self.conn = conn
         self.config = conn.ctx.config
         self.stream = conn.stream

@@ -26,6 +26,7 @@ from ._http_cycle import ASGI_VERSION, build_scope
 if TYPE_CHECKING:
     from ._context import ServerContext
     from ._http11 import HTTPConnection
+    from ._request_head import RequestHead
 
 
 def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -36,7 +37,7 @@ def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def websocket_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any]:
+def websocket_scope(conn: HTTPConnection, request: RequestHead) -> dict[str, Any]:
     """The ASGI ``websocket`` scope for an upgrade request."""
     scope = build_scope(conn, request)
     del scope["method"]
@@ -49,7 +50,7 @@ def websocket_scope(conn: HTTPConnection, request: h11.Request) -> dict[str, Any
     return scope
 
 
-def _offered_subprotocols(request: h11.Request) -> list[str]:
+def _offered_subprotocols(request: RequestHead) -> list[str]:
     offered = []
     for name, value in request.headers:
         if name == b"sec-websocket-protocol":
@@ -69,7 +70,7 @@ class HandshakeError:
 class ServerHandshake:
     """The server's side of one opening handshake, on top of a wsproto connection."""
 
-    def __init__(self, request: h11.Request, ctx: ServerContext) -> None:
+    def __init__(self, request: RequestHead, ctx: ServerContext) -> None:
         self.request = request
         self.ctx = ctx
         self.ws = WSConnection(ConnectionType.SERVER)
