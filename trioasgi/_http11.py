@@ -236,7 +236,11 @@ class HTTPConnection:
     async def _start_next_cycle(self, cycle: RequestCycle) -> bool:
         """Whether the connection can carry another request; if so, get h11 ready for it."""
         self._fresh = False
-        if not cycle.keep_alive or self.shutting_down or self.h11.our_state is not h11.DONE:
+        if not cycle.keep_alive or self.shutting_down:
+            return False
+        if self.h11.try_start_next_cycle():  # the request was read to its end already
+            return True
+        if self.h11.our_state is not h11.DONE:
             return False
         if self.h11.their_state is h11.SEND_BODY:
             # Usually the end of a body the app did not read (a GET's, empty)

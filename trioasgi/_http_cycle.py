@@ -351,8 +351,10 @@ class RequestCycle:
         if not more_body:
             if h11conn.our_state is h11.MUST_CLOSE:
                 self.keep_alive = False
-            self._set_response_complete()
-            self._log_access()
+            if self._response_complete is not None:
+                self._response_complete.set()
+            if self._measure:
+                self._log_access()
 
     async def _write(self, data: bytes) -> bool:
         """Hand bytes to the socket; False if the client is gone."""

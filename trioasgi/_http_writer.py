@@ -230,21 +230,16 @@ class ResponseWriter:
 
     def _send(self, event: Any) -> bytes:
         kind = type(event)
-        state = self.our_state
         if kind is h11.Data:
-            if state is not h11.SEND_BODY:
-                raise h11.LocalProtocolError("can't send data before the response head")
-            return self.data(event.data)
+            return self.send_body(event.data, False)
         if kind is h11.EndOfMessage:
-            if state is not h11.SEND_BODY:
+            if self.our_state is not h11.SEND_BODY:
                 raise h11.LocalProtocolError("can't end a response not started")
-            data = self.end()
-            self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
-            return data
+            return self.send_body(b"", True)
         if kind is h11.Response:
             return self.send_response(event.status_code, event.headers.raw_items(), event.reason)
         if kind is h11.InformationalResponse:
-            if state is not h11.SEND_RESPONSE:
+            if self.our_state is not h11.SEND_RESPONSE:
                 raise h11.LocalProtocolError("can't send an informational response now")
             self.responded = True
             return self.informational(event)
@@ -283,13 +278,21 @@ class ResponseWriter:
         if self.our_state is not h11.SEND_BODY:
             self.our_state = h11.ERROR
             raise h11.LocalProtocolError("can't send data before the response head")
-        try:
-            data = self.data(body) if body else b""
+        framing = self.framing
+        if framing == "length":
+            remaining = self.remaining - len(body)
+            if remaining < 0 or (end and remaining):
+                self.our_state = h11.ERROR
+                too = "much" if remaining < 0 else "little"
+                raise h11.LocalProtocolError(f"Too {too} data for declared Content-Length")
+            self.remaining = remaining
+            data = bytes(body)
+        elif framing == "chunked":
+            data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
             if end:
-                data += self.end()
-        except h11.LocalProtocolError:
-            self.our_state = h11.ERROR
-            raise
+                data += b"0\r\n\r\n"
+        else:  # "close": the body ends when the connection does
+            data = bytes(body)
         if end:
             self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
         return data
@@ -315,8 +318,13 @@ class ResponseWriter:
         # Everything the head depends on but the date; an app answers with the
         # same few heads again and again.
         key = (
-            (status, reason, fields, close),
-            (self.request_method, self.client_http_11, self.keep_alive),
+            status,
+            reason,
+            fields,
+            close,
+            self.request_method,
+            self.client_http_11,
+            self.keep_alive,
         )
         defaults = self.defaults
         try:
@@ -327,12 +335,10 @@ class ResponseWriter:
             head = self._new_head(status, fields, reason, close)
             if key is not None:
                 defaults.remember(key, head)
-        self.framing = head.framing
-        self.remaining = head.remaining
-        self.keep_alive = head.keep_alive
-        if head.default_names_set is None:
-            return head.start + defaults.block() + head.end
-        return b"".join((head.start, *defaults.lines_without(head.default_names_set), head.end))
+        start, default_names_set, end, self.framing, self.remaining, self.keep_alive = head
+        if default_names_set is None:
+            return start + defaults.block() + end
+        return b"".join((start, *defaults.lines_without(default_names_set), end))
 
     def _new_head(
         self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes | None, close: bool
@@ -433,28 +439,6 @@ class ResponseWriter:
             framing = "length"
             remaining = 0
         return framing, remaining, close
-
-    def data(self, data: bytes) -> bytes:
-        framing = self.framing
-        if framing == "length":
-            self.remaining -= len(data)
-            if self.remaining < 0:
-                raise h11.LocalProtocolError("Too much data for declared Content-Length")
-            return bytes(data)
-        if framing == "chunked":
-            if not data:
-                return b""
-            return b"%x\r\n%s\r\n" % (len(data), data)
-        return bytes(data)
-
-    def end(self) -> bytes:
-        if self.framing == "length":
-            if self.remaining:
-                raise h11.LocalProtocolError("Too little data for declared Content-Length")
-            return b""
-        if self.framing == "chunked":
-            return b"0\r\n\r\n"
-        return b""
 
 
 def _status_line(status: int, reason: bytes | None) -> bytes:

@@ -38,6 +38,10 @@ DEFAULT_MAX_FIELDS = 100
 
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 
+#: Every request's end is this one event: h11's events are immutable, and
+#: making one per request costs more than the rest of the callback.
+_END_OF_MESSAGE = h11.EndOfMessage()
+
 
 def _status_for(error: Exception) -> int:
     """The status h11 and the strict checks give the request llhttp refused."""
@@ -162,6 +166,30 @@ class HttptoolsConnection:
         self._writer.reset()
         self._their_state = h11.IDLE
 
+    def try_start_next_cycle(self) -> bool:
+        """Start the next cycle if nothing is left of this one to read; whether it did.
+
+        The usual end of a keep-alive request: the response is done, and
+        the request's end (all there is of a GET) is parsed already. With
+        a body still to skip, or a connection that must close, the caller
+        takes its general path.
+        """
+        writer = self._writer
+        if writer.our_state is not h11.DONE:  # (so the connection may stay open)
+            return False
+        state = self._their_state
+        if state is h11.SEND_BODY:
+            events = self._events
+            if not events or events[0] is not _END_OF_MESSAGE:
+                return False
+            del events[0]
+            self._expects_continue = False
+        elif state is not h11.DONE:
+            return False
+        writer.reset()
+        self._their_state = h11.IDLE
+        return True
+
     def holds_nothing(self) -> bool:
         """Whether both sides are between requests, nothing buffered, the peer still there."""
         return self._writer.our_state is h11.IDLE and not self._in_head and self.needs_data()
@@ -223,9 +251,9 @@ class HttptoolsConnection:
                         h11.RemoteProtocolError("an upgrade request cannot have a body", 400)
                     )
                 else:
-                    events.append(h11.EndOfMessage())
+                    events.append(_END_OF_MESSAGE)
             elif ended:
-                events.append(h11.EndOfMessage())
+                events.append(_END_OF_MESSAGE)
         except _Refused as refused:
             self._events.append(h11.RemoteProtocolError(str(refused), refused.status))
         except httptools.HttpParserCallbackError as exc:
@@ -287,7 +315,7 @@ class HttptoolsConnection:
         self._events.append(h11.Data(data=body))
 
     def on_message_complete(self) -> None:
-        self._events.append(h11.EndOfMessage())
+        self._events.append(_END_OF_MESSAGE)
 
 
 def _declares_body(request: RequestHead) -> bool:

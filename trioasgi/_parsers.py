@@ -103,6 +103,17 @@ class H11Connection:
         h11 takes the next request as it would on a new connection.
         """
 
+    def try_start_next_cycle(self) -> bool:
+        """Start the next cycle if nothing is left of this one to read; whether it did.
+
+        Unlike the httptools parser's, true only once h11 has delivered the
+        request's end: h11 cannot look at its next event without taking it.
+        """
+        if self._writer.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+            return False
+        self.start_next_cycle()
+        return True
+
     def start_next_cycle(self) -> None:
         writer = self._writer
         if writer.our_state is not h11.DONE or not writer.keep_alive:
