@@ -6,6 +6,8 @@ Over memory streams with a mock clock: each test runs once per parser (the
 
 from __future__ import annotations
 
+import types
+
 import h11
 import pytest
 import trio
@@ -174,7 +176,11 @@ def test_a_remembered_response_head_is_remade_for_each_request_and_date(monkeypa
         (200, [(b"content-type", b"text/plain"), (b"content-length", b"5")], True),
         (200, [(b"date", b"app's own"), (b"content-length", b"5")], False),
     ]
-    for date in (b"Sat, 21 Nov 2026 10:00:00 GMT", b"Sat, 21 Nov 2026 10:00:01 GMT"):
+    for second, date in enumerate(
+        (b"Sat, 21 Nov 2026 10:00:00 GMT", b"Sat, 21 Nov 2026 10:00:01 GMT"), 1795255200
+    ):
+        clock = types.SimpleNamespace(time=lambda second=second: second + 0.5)
+        monkeypatch.setattr("trioasgi._http_writer.time", clock)
         monkeypatch.setattr("trioasgi._http_writer.http_date", lambda date=date: date)
         for request in requests:
             for status, headers, close in responses:

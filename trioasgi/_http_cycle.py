@@ -298,35 +298,32 @@ class RequestCycle:
         message_type = message["type"]
         if self.disconnected:
             raise ClientDisconnected("the client has disconnected")
-        if message_type == "http.response.start" and self._response is _START:
-            self._start_response(message)
-        elif message_type == "http.response.body" and self._response is _BODY:
+        if message_type == "http.response.body" and self._response is _BODY:
             await self._send_body(message)
+        elif message_type == "http.response.start" and self._response is _START:
+            conn = self.conn
+            h11conn = conn.h11
+            if h11conn.they_are_waiting_for_100_continue:
+                # The client may never send the body it was not invited to
+                # send: we cannot know where the next request would start.
+                self.keep_alive = False
+            status = message["status"]
+            # The writer validates the status and every header (no CR, LF or
+            # NUL can split the response), adds the server's default headers
+            # and chooses the framing; an error here is the app's, raised from
+            # its send() before anything was written.
+            self._pending_head = h11conn.send_response(
+                status, message.get("headers", ()), close=conn.shutting_down
+            )
+            self.status = status
+            self._response = _BODY
+            if status in _NO_BODY_STATUSES:
+                self._discard_body = True
         else:
             raise RuntimeError(
                 f"unexpected ASGI message {message_type!r} while the response is "
                 f"{self._response.value}"
             )
-
-    def _start_response(self, message: dict[str, Any]) -> None:
-        conn = self.conn
-        h11conn = conn.h11
-        if h11conn.they_are_waiting_for_100_continue:
-            # The client may never send the body it was not invited to send:
-            # we cannot know where the next request would start.
-            self.keep_alive = False
-        status = message["status"]
-        # The writer validates the status and every header (no CR, LF or NUL
-        # can split the response), adds the server's default headers and
-        # chooses the framing; an error here is the app's, raised from its
-        # send() before anything was written.
-        self._pending_head = h11conn.send_response(
-            status, message.get("headers", ()), close=conn.shutting_down
-        )
-        self.status = status
-        self._response = _BODY
-        if status in _NO_BODY_STATUSES:
-            self._discard_body = True
 
     async def _send_body(self, message: dict[str, Any]) -> None:
         body = message.get("body", b"")

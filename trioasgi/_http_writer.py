@@ -20,6 +20,7 @@ the same pass that writes the app's headers.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -100,7 +101,7 @@ class DefaultHeaders:
 
     __slots__ = (
         "_block",
-        "_block_date",
+        "_block_second",
         "_dated",
         "_headers",
         "_lines",
@@ -121,7 +122,7 @@ class DefaultHeaders:
         self.names = frozenset(name for name, _ in headers)
         #: The names the writer must look at in a response's headers.
         self.special = _FRAMING_NAMES | self.names
-        self._block_date = b""
+        self._block_second = -1
         self._block = b"".join(self._rendered(b"", ()))
         #: The response heads made with these defaults, by everything they
         #: depend on but the date (see ``ResponseWriter.response``).
@@ -138,10 +139,10 @@ class DefaultHeaders:
     def block(self) -> bytes:
         """All the lines, for a response that sets none of them (the usual case)."""
         if self._dated:
-            date = http_date()
-            if date is not self._block_date:  # a new second
-                self._block_date = date
-                self._block = b"".join(self._rendered(date, ()))
+            second = int(time.time())
+            if second != self._block_second:
+                self._block_second = second
+                self._block = b"".join(self._rendered(http_date(), ()))
         return self._block
 
     def pairs(self, without: Iterable[bytes] = ()) -> list[tuple[bytes, bytes]]:
@@ -255,20 +256,47 @@ class ResponseWriter:
     ) -> bytes:
         """``send(h11.Response(...))`` without building and validating the event first.
 
-        The server's default headers are added unless ``headers`` set them;
+        The response head, with the server's default headers unless
+        ``headers`` set them; decides the framing of the body that follows.
         ``close`` ends the connection after this response.
         """
         if self.our_state is not h11.SEND_RESPONSE:
             self.our_state = h11.ERROR
             raise h11.LocalProtocolError("can't send a response now")
-        try:
-            data = self.response(status, headers, reason, close=close)
-        except h11.LocalProtocolError:
+        if type(status) is not int or not 200 <= status <= 999:
             self.our_state = h11.ERROR
-            raise
+            raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
+        fields = headers if type(headers) is tuple else tuple(headers)
+        # Everything the head depends on but the date; an app answers with the
+        # same few heads again and again.
+        key = (
+            status,
+            reason,
+            fields,
+            close,
+            self.request_method,
+            self.client_http_11,
+            self.keep_alive,
+        )
+        defaults = self.defaults
+        try:
+            head = defaults.known_heads.get(key)
+        except TypeError:  # a list or bytearray among the fields: valid, not remembered
+            head = key = None
+        if head is None:
+            try:
+                head = self._new_head(status, fields, reason, close)
+            except h11.LocalProtocolError:
+                self.our_state = h11.ERROR
+                raise
+            if key is not None:
+                defaults.remember(key, head)
+        start, default_names_set, end, self.framing, self.remaining, self.keep_alive = head
         self.our_state = h11.SEND_BODY
         self.responded = True
-        return data
+        if default_names_set is None:
+            return start + defaults.block() + end
+        return b"".join((start, *defaults.lines_without(default_names_set), end))
 
     def send_body(self, body: bytes, end: bool) -> bytes:
         """``send(Data(data=body))`` (if ``body``), then ``send(EndOfMessage())`` if ``end``.
@@ -302,43 +330,6 @@ class ResponseWriter:
             return _CONTINUE
         lines = [validated_header(name, value)[1] for name, value in event.headers.raw_items()]
         return _head(event.status_code, event.reason, lines)
-
-    def response(
-        self,
-        status: int,
-        headers: Iterable[tuple[bytes, bytes]],
-        reason: bytes | None,
-        *,
-        close: bool = False,
-    ) -> bytes:
-        """The response head; decides the framing of the body that follows."""
-        if type(status) is not int or not 200 <= status <= 999:
-            raise h11.LocalProtocolError(f"response status must be in [200, 1000), not {status!r}")
-        fields = headers if type(headers) is tuple else tuple(headers)
-        # Everything the head depends on but the date; an app answers with the
-        # same few heads again and again.
-        key = (
-            status,
-            reason,
-            fields,
-            close,
-            self.request_method,
-            self.client_http_11,
-            self.keep_alive,
-        )
-        defaults = self.defaults
-        try:
-            head = defaults.known_heads.get(key)
-        except TypeError:  # a list or bytearray among the fields: valid, not remembered
-            head = key = None
-        if head is None:
-            head = self._new_head(status, fields, reason, close)
-            if key is not None:
-                defaults.remember(key, head)
-        start, default_names_set, end, self.framing, self.remaining, self.keep_alive = head
-        if default_names_set is None:
-            return start + defaults.block() + end
-        return b"".join((start, *defaults.lines_without(default_names_set), end))
 
     def _new_head(
         self, status: int, headers: Iterable[tuple[bytes, bytes]], reason: bytes | None, close: bool
