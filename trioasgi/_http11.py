@@ -161,7 +161,7 @@ class HTTPConnection:
                 # No shutting_down check here: a connection shut down before
                 # its first request still answers one already in the parser's
                 # buffer (see Server._handle_connection); the wait does not
-                # wait for more, and _start_next_cycle ends the loop after it.
+                # wait for more, and _respond ends the loop after it.
                 # The wait is awaited from here, not through a helper: each
                 # coroutine frame between the task and the wait is memory
                 # that every idle connection holds.
@@ -208,7 +208,11 @@ class HTTPConnection:
             # short stack, still lets the client send its next request before
             # the connection looks for it (docs/performance-notes.md, round 4).
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return await self._start_next_cycle(cycle)
+        self._fresh = False
+        if not cycle.keep_alive or self.shutting_down:
+            return False
+        # Usually the request was read to its end already: no coroutine for that.
+        return self.h11.try_start_next_cycle() or await self._finish_request()
 
     def begin_shutdown(self) -> None:
         """Stop after the current response; close at once if we are between requests."""
@@ -233,13 +237,11 @@ class HTTPConnection:
             self._websocket.begin_shutdown()
         await self._websocket.run()
 
-    async def _start_next_cycle(self, cycle: RequestCycle) -> bool:
-        """Whether the connection can carry another request; if so, get h11 ready for it."""
-        self._fresh = False
-        if not cycle.keep_alive or self.shutting_down:
-            return False
-        if self.h11.try_start_next_cycle():  # the request was read to its end already
-            return True
+    async def _finish_request(self) -> bool:
+        """After a response that may keep the connection: read what is left of the request.
+
+        Whether the connection can carry another request; if so, h11 is ready for it.
+        """
         if self.h11.our_state is not h11.DONE:
             return False
         if self.h11.their_state is h11.SEND_BODY:

@@ -61,7 +61,16 @@ class FieldFacts:
 
     # Slots rather than a named tuple: the connection reads several of these
     # on every request, and slot reads are the ones Python speeds up.
-    __slots__ = ("close", "expects_continue", "framed", "hosts", "proxied", "size", "upgrade")
+    __slots__ = (
+        "close",
+        "expects_continue",
+        "framed",
+        "hosts",
+        "proxied",
+        "size",
+        "upgrade",
+        "usual",
+    )
 
     def __init__(
         self,
@@ -81,6 +90,8 @@ class FieldFacts:
         self.upgrade = upgrade  # whether an Upgrade field is present
         self.close = close  # whether a Connection field lists "close"
         self.expects_continue = expects_continue  # whether an Expect field is "100-continue"
+        #: One Host field and no framing field: nothing more to check in any request.
+        self.usual = hosts == 1 and not framed
 
 
 #: Header blocks that passed the character checks, and their facts. A keep-alive
@@ -114,7 +125,7 @@ def check_request(
     count = len(pairs)
     key = tuple(pairs) if count <= _KNOWN_FIELDS_COUNT else None
     try:
-        facts = _known_fields.get(key) if key is not None else None
+        facts = _known_fields.get(key)  # (None, for a block too long to remember, is never kept)
     except TypeError:  # a bytearray among them (not from our parsers): not remembered
         key = facts = None
     if facts is None:
@@ -138,6 +149,8 @@ def check_request(
         bad_target = _check_target(method, target)
         if bad_target is not None:
             return bad_target
+    if facts.usual:
+        return facts
     hosts = facts.hosts
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         return Rejection(400, "a request needs exactly one Host header")
