@@ -188,6 +188,11 @@ def test_an_accepted_head_answers_the_connections_questions_about_its_fields() -
 
     plain = facts((b"accept", b"*/*"))
     assert not plain.proxied and not plain.upgrade and not plain.framed
+    assert not plain.close and not plain.expects_continue and plain.usual
+    assert facts((b"connection", b"keep-alive, Close")).close
+    assert not facts((b"connection", b"keep-alive"), (b"x-close", b"close")).close
+    assert facts((b"expect", b"100-Continue")).expects_continue
+    assert not facts((b"content-length", b"0")).usual
     for name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"):
         assert facts((name, b"for=1.2.3.4")).proxied
         assert facts((name, b"for=1.2.3.4")).proxied  # and again, remembered
