@@ -20,7 +20,7 @@ from trioasgi._context import ServerContext
 from trioasgi._http11 import HTTPConnection
 from trioasgi._parsers import httptools_available
 from trioasgi._request_head import RequestHead
-from trioasgi._strict import FieldFacts, RequestLimits, check_request
+from trioasgi._strict import FieldFacts, check_request
 
 #: The ``http`` setting of servers the tests start without naming one; the
 #: ``http_parser`` fixture switches it so a test module runs under each parser.
@@ -206,14 +206,20 @@ async def read_until_closed(stream: trio.abc.ReceiveStream, limit: int = 10_000_
     return b"".join(chunks)
 
 
+def accepted_fields(head: RequestHead) -> FieldFacts:
+    """The facts of a request head that a server with the default settings accepts."""
+    # The limits such a server checks, made as it makes them.
+    limits = ServerContext(app=lambda *_: None, config=trioasgi.Config()).request_limits
+    fields = check_request(head.method, head.target, head.http_version, head.headers, limits)
+    assert type(fields) is FieldFacts
+    return fields
+
+
 def accept_next_request(parser: Any) -> RequestHead:
     """The parser's next event, a request head, accepted as the connection would accept it."""
     head = parser.next_event()
     assert type(head) is RequestHead
-    limits = RequestLimits(max_head_size=16 * 1024, max_fields=100)
-    fields = check_request(head.method, head.target, head.http_version, head.headers, limits)
-    assert type(fields) is FieldFacts
-    parser.begin_response(head, fields)
+    parser.begin_response(head, accepted_fields(head))
     return head
 
 

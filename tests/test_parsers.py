@@ -14,7 +14,7 @@ import trio
 
 import trioasgi
 from tests import apps
-from tests.conftest import MemoryConnection, accept_next_request, exchange
+from tests.conftest import MemoryConnection, accept_next_request, accepted_fields, exchange
 from tests.malformed import HOST as _HOST
 from tests.malformed import get_request as _get
 from tests.malformed import post_request as _post
@@ -152,7 +152,7 @@ def _writer_for(request: bytes, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -
     parser.receive_data(request)
     writer = ResponseWriter(defaults)
     head = from_h11(parser.next_event())
-    writer.begin(head, b"close" in dict(head.headers).get(b"connection", b"").lower())
+    writer.begin(head, accepted_fields(head).close)
     return writer
 
 
