@@ -11,7 +11,14 @@ import trio
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
 from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS, OVERSIZED_REQUESTS
-from trioasgi._strict import FieldFacts, Rejection, RequestLimits, check_request
+from trioasgi._strict import (
+    _TOKEN_BYTES,
+    _TOKEN_METHODS,
+    FieldFacts,
+    Rejection,
+    RequestLimits,
+    check_request,
+)
 
 # Every strictness rule holds whichever parser reads the request.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -110,6 +117,12 @@ async def test_valid_edge_cases_are_accepted(
         nursery.cancel_scope.cancel()
     assert data.startswith(b"HTTP/1.1 400 " if refused else b"HTTP/1.1 200 ")
     assert len(app.paths) == (0 if refused else 1)
+
+
+def test_the_methods_that_skip_the_token_scan_are_tokens() -> None:
+    # The shortcut must never admit what the scan would refuse.
+    for method in _TOKEN_METHODS:
+        assert method and not method.translate(None, _TOKEN_BYTES)
 
 
 def test_check_request_is_independent_of_the_parser() -> None:
