@@ -125,7 +125,7 @@ class DefaultHeaders:
         self._block_second = -1
         self._block = b"".join(self._rendered(b"", ()))
         #: The response heads made with these defaults, by everything they
-        #: depend on but the date (see ``ResponseWriter.response``).
+        #: depend on but the date (see ``ResponseWriter.send_response``).
         self.known_heads: dict[tuple[Any, ...], _Head] = {}
 
     def remember(self, key: tuple[Any, ...], head: _Head) -> None:
