@@ -32,6 +32,14 @@ async def read_body(receive: Any) -> tuple[bytes, list[dict]]:
     return body, messages
 
 
+async def hello_after_body(scope: dict, receive: Any, send: Any) -> None:
+    """:func:`hello` for every method, once the whole request body is read."""
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    await hello(scope, receive, send)
+
+
 async def echo(scope: dict, receive: Any, send: Any) -> None:
     """Answers with the request body, and the scope (minus bytes) as a header."""
     if scope["type"] != "http":
