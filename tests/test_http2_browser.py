@@ -1,0 +1,161 @@
+"""A real browser over HTTP/2: headless Chromium loads a page over TLS and opens a WebSocket.
+
+ALPN gives Chromium h2 for the page; the page reports the protocol the
+navigation used (``nextHopProtocol``), echoes a message over a ``wss://``
+WebSocket to the same host, and POSTs what it saw back to the server. With
+the server's HTTP/2 connection open and its SETTINGS allowing extended
+CONNECT, Chromium opens that WebSocket as a stream of the same connection
+(RFC 8441): the app sees a websocket scope with ``http_version`` "2".
+The certificate is a throwaway one that Chromium is told to accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+from tests.conftest import running_server
+
+CHROMIUM = next(
+    (
+        path
+        for path in ("/usr/bin/chromium", shutil.which("chromium"))
+        if path and os.access(path, os.X_OK)
+    ),
+    None,
+)
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')"
+)
+
+PAGE = b"""<!doctype html>
+<html><body><script>
+const result = {};
+let reported = false;
+function report() {
+  if (reported) return;
+  reported = true;
+  fetch("/result", {method: "POST", body: JSON.stringify(result)});
+}
+window.addEventListener("load", () => {
+  const navigation = performance.getEntriesByType("navigation")[0];
+  result.navigation = navigation ? navigation.nextHopProtocol : null;
+  const ws = new WebSocket(`wss://${location.host}/ws`);
+  ws.onopen = () => ws.send("hello over h2");
+  ws.onmessage = (event) => {
+    result.echo = event.data;
+    ws.close(1000, "done");
+  };
+  ws.onclose = (event) => {
+    result.code = event.code;
+    report();
+  };
+  ws.onerror = () => {
+    result.error = true;
+  };
+});
+</script></body></html>
+"""
+
+
+async def test_chromium_loads_over_h2_and_its_websocket_goes_over_h2(tmp_path: Path) -> None:
+    result: dict = {}
+    reported = trio.Event()
+    websocket_scopes: list[dict] = []
+    http_versions: dict[str, str] = {}
+
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            websocket_scopes.append(scope)
+            await receive()
+            await send({"type": "websocket.accept"})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await send({**message, "type": "websocket.send"})
+        if scope["type"] != "http":
+            return
+        http_versions[scope["path"]] = scope["http_version"]
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/result":
+            result.update(json.loads(body))
+            reported.set()
+            page, content_type = b"ok", b"text/plain"
+        elif scope["path"] == "/":
+            page, content_type = PAGE, b"text/html"
+        else:  # /favicon.ico
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", content_type)],
+            }
+        )
+        await send({"type": "http.response.body", "body": page})
+
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    tls = {
+        "ssl_certfile": str(tmp_path / "server.pem"),
+        "ssl_keyfile": str(tmp_path / "server.key"),
+    }
+    async with running_server(app, **tls) as server:
+        command = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--ignore-certificate-errors",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"https://127.0.0.1:{server.port}/",
+        ]
+        async with trio.open_nursery() as nursery:
+            browser = await nursery.start(
+                lambda task_status: trio.run_process(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                    task_status=task_status,
+                )
+            )
+            try:
+                with trio.fail_after(60):
+                    await reported.wait()
+            finally:
+                browser.terminate()
+    assert result["navigation"] == "h2"
+    assert result.get("error") is None
+    assert result["echo"] == "hello over h2"
+    assert result["code"] == 1000
+    assert http_versions["/"] == "2"
+    assert http_versions["/result"] == "2"
+    assert len(websocket_scopes) == 1
+    scope = websocket_scopes[0]
+    assert scope["scheme"] == "wss"
+    assert scope["path"] == "/ws"
+    assert scope["http_version"] == "2"
