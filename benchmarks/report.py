@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .scenarios import Metric, Scenario, Settings
+from .servers import H2C, HTTP1
+
+#: The heading of each protocol's tables, when a run has more than HTTP/1.1's.
+PROTOCOL_TITLES = {
+    HTTP1: "HTTP/1.1",
+    H2C: "HTTP/2 over cleartext (prior knowledge)",
+}
 
 # The tables use an en dash for ranges; spelled out so the source stays ASCII-clean.
 DASH = "\u2013"
@@ -46,6 +53,7 @@ class ServerInfo:
     version: str
     status: str = "ok"
     command: list[str] = field(default_factory=list)
+    protocol: str = HTTP1
 
 
 @dataclass
@@ -115,37 +123,59 @@ def _cell(r: Results, scenario: str, server: ServerInfo, metric: Metric) -> str:
     return text
 
 
+def _groups(r: Results) -> list[tuple[str, list[Scenario], list[ServerInfo]]]:
+    """Per protocol that the run's scenarios speak: its scenarios and the servers that speak it."""
+    protocols = list(dict.fromkeys(sc.protocol for sc in r.scenarios))
+    return [
+        (
+            protocol,
+            [sc for sc in r.scenarios if sc.protocol == protocol],
+            [s for s in r.servers if s.protocol == protocol],
+        )
+        for protocol in protocols
+    ]
+
+
 def markdown(r: Results) -> str:
-    ran = [s for s in r.servers]
-    ours = [s for s in r.servers if s.ours and s.status == "ok"]
-    peers = [s for s in r.servers if not s.ours and s.status == "ok"]
+    groups = _groups(r)
+    # A run of the HTTP/1.1 suite alone has the one table, with no heading.
+    titled = [protocol for protocol, _, _ in groups] not in ([], [HTTP1])
     m = r.meta
+    generators = ", ".join(
+        f"HTTP/2 load by {m['h2_generator']}"
+        if protocol == H2C
+        else f"HTTP load by {m['generator']}"
+        for protocol, _, _ in groups
+    )
     lines = [
         f"## Benchmark run {m['date']}",
         "",
         f"`{m['command']}` on {m['cpu']} ({m['cores']} cores), Python {m['python']}; "
         f"server pinned to core {m['server_core']}, load on core(s) {m['load_cores']}; "
-        f"HTTP load by {m['generator']}; {m['rounds']} interleaved round(s), "
+        f"{generators}; {m['rounds']} interleaved round(s), "
         f"{r.settings.duration:g} s per load scenario; took {m['elapsed_s']:.0f} s.",
         "",
         "| server | version | status |",
         "|---|---|---|",
     ]
     lines += [f"| {s.name} | {s.version} | {s.status} |" for s in r.servers]
-    lines += [
-        "",
-        f"Median of the rounds, (min{DASH}max) when there was more than one; "
-        "↑ higher is better, ↓ lower is better.",
-        "",
-        "| scenario | metric | " + " | ".join(s.name for s in ran) + " |",
-        "|---|---|" + "---:|" * len(ran),
-    ]
-    for sc in r.scenarios:
-        for metric in sc.metrics:
-            arrow = "↑" if metric.higher_is_better else "↓"
-            cells = " | ".join(_cell(r, sc.name, s, metric) for s in ran)
-            label = f"{metric.label} ({metric.unit}) {arrow}"
-            lines.append(f"| {sc.describe(r.settings, short=True)} | {label} | {cells} |")
+    for protocol, scenarios, ran in groups:
+        if titled:
+            lines += ["", f"### {PROTOCOL_TITLES.get(protocol, protocol)}"]
+        lines += [
+            "",
+            f"Median of the rounds, (min{DASH}max) when there was more than one; "
+            "↑ higher is better, ↓ lower is better.",
+            "",
+            "| scenario | metric | " + " | ".join(s.name for s in ran) + " |",
+            "|---|---|" + "---:|" * len(ran),
+        ]
+        for sc in scenarios:
+            for metric in sc.metrics:
+                arrow = "↑" if metric.higher_is_better else "↓"
+                cells = " | ".join(_cell(r, sc.name, s, metric) for s in ran)
+                label = f"{metric.label} ({metric.unit}) {arrow}"
+                lines.append(f"| {sc.describe(r.settings, short=True)} | {label} | {cells} |")
     table = "\n".join(lines)
     if " †" in table:
         lines += [
@@ -156,14 +186,21 @@ def markdown(r: Results) -> str:
         ]
     if " !" in table:
         lines += ["", "! some requests failed or connections dropped: see results.json."]
-    if ours and peers:
-        lines += ["", "### trio-asgi / peer (ratio of the medians above)", ""]
+    any_ratios = False
+    for protocol, scenarios, ran in groups:
+        ours = [s for s in ran if s.ours and s.status == "ok"]
+        peers = [s for s in ran if not s.ours and s.status == "ok"]
+        if not (ours and peers):
+            continue
+        any_ratios = True
+        over = f", {PROTOCOL_TITLES.get(protocol, protocol)}" if titled else ""
+        lines += ["", f"### trio-asgi / peer{over} (ratio of the medians above)", ""]
         pairs = [(o, p) for o in ours for p in peers]
         lines.append(
             "| scenario | metric | " + " | ".join(f"{o.name} / {p.name}" for o, p in pairs) + " |"
         )
         lines.append("|---|---|" + "---:|" * len(pairs))
-        for sc in r.scenarios:
+        for sc in scenarios:
             for metric in sc.metrics:
                 cells = []
                 for o, p in pairs:
@@ -175,34 +212,41 @@ def markdown(r: Results) -> str:
                     + " | ".join(cells)
                     + " |"
                 )
-        lines += [
-            "",
-            "### Issue 5 targets",
-            "",
-            "| target | ratio | met | ratio per server CPU-second |",
-            "|---|---:|---|---:|",
-        ]
-        for our, scen, key, peer, bound, kind in TARGETS:
-            if not any(sc.name == scen for sc in r.scenarios):
-                continue
-            q = r.ratio(scen, key, our, peer)
-            sign = "≥" if kind == "min" else "≤"
-            met = (
-                "n/a"
-                if q is None
-                else ("yes" if (q >= bound if kind == "min" else q <= bound) else "no")
-            )
-            shown = "—" if q is None else f"{q:.2f}x"
-            eff = r.ratio(scen, "per_cpu", our, peer) if kind == "min" else None
-            eff_shown = "—" if eff is None else f"{eff:.2f}x"
-            lines.append(
-                f"| {scen}: {our} / {peer} {sign} {bound:g}x | {shown} | {met} | {eff_shown} |"
-            )
-    else:
+        if protocol == HTTP1:
+            lines += _targets(r, scenarios)
+    if not any_ratios:
         lines += ["", "No ratios: they need trio-asgi and at least one peer in the same run."]
     for note in m.get("notes", []):
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def _targets(r: Results, scenarios: list[Scenario]) -> list[str]:
+    """Issue 5's targets table (HTTP/1.1), with a row for each target whose scenario ran."""
+    lines = [
+        "",
+        "### Issue 5 targets",
+        "",
+        "| target | ratio | met | ratio per server CPU-second |",
+        "|---|---:|---|---:|",
+    ]
+    for our, scen, key, peer, bound, kind in TARGETS:
+        if not any(sc.name == scen for sc in scenarios):
+            continue
+        q = r.ratio(scen, key, our, peer)
+        sign = "≥" if kind == "min" else "≤"
+        met = (
+            "n/a"
+            if q is None
+            else ("yes" if (q >= bound if kind == "min" else q <= bound) else "no")
+        )
+        shown = "—" if q is None else f"{q:.2f}x"
+        eff = r.ratio(scen, "per_cpu", our, peer) if kind == "min" else None
+        eff_shown = "—" if eff is None else f"{eff:.2f}x"
+        lines.append(
+            f"| {scen}: {our} / {peer} {sign} {bound:g}x | {shown} | {met} | {eff_shown} |"
+        )
+    return lines
 
 
 def write_json(r: Results, path: Path) -> None:
@@ -228,6 +272,7 @@ def write_json(r: Results, path: Path) -> None:
         "scenarios": [
             {
                 "name": sc.name,
+                "protocol": sc.protocol,
                 "title": sc.describe(r.settings),
                 "metrics": [asdict(metric) for metric in sc.metrics],
             }

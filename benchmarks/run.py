@@ -3,9 +3,14 @@
     python -m benchmarks [--quick] [--rounds N] [--scenarios a,b] [--servers a,b] [--out DIR]
 
 Round r starts every chosen server in turn (the order rotates by one each
-round, so no server always goes first), runs every chosen scenario against it,
-and stops it. Medians and min-max over the rounds, and the ratios, all come
-from the same run.
+round, so no server always goes first), runs every chosen scenario of its
+protocol against it, and stops it. Medians and min-max over the rounds, and
+the ratios, all come from the same run.
+
+The default is the HTTP/1.1 suite on the HTTP/1.1 servers; ``--scenarios h2``
+runs the HTTP/2 group (h2load, cleartext prior knowledge) on the HTTP/2
+servers instead, and ``--scenarios http1,h2`` both. Naming only servers
+picks the default scenarios of their protocols.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import loadgen, report, servers
-from .scenarios import PER_CPU, SCENARIOS, Scenario, Settings
+from .h2load import h2load_path
+from .scenarios import GROUPS, PER_CPU, SCENARIOS, Scenario, Settings
 from .system import SERVER_CORE, cpu_list, load_cores, pin_self_to_load_cores, raise_nofile
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -30,7 +36,7 @@ DEFAULT_ROUNDS = 3
 # --quick: one short round without the 1,000-connection burst, so the whole run
 # stays under a minute with all six servers installed.
 QUICK = Settings(duration=1.0, idle_connections=1000)
-QUICK_SCENARIOS = ("memory", "hello", "post", "stream", "ws", "latency")
+QUICK_SCENARIOS = ("memory", "hello", "post", "stream", "ws", "latency", *GROUPS["h2"])
 # and without Granian, which no target of issue 5 compares against.
 QUICK_SERVERS = (
     "trio-asgi-h11",
@@ -38,15 +44,24 @@ QUICK_SERVERS = (
     "uvicorn-h11",
     "uvicorn-httptools",
     "hypercorn-trio",
+    # HTTP/2 (with --scenarios h2): ours, the trio peer, and the ceiling.
+    "trio-asgi-h2",
+    "hypercorn-trio-h2",
+    "h2-floor",
 )
 
 
-def _names(text: str, known: dict[str, object], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
+def _names(
+    text: str, known: dict[str, object], what: str, groups: dict[str, tuple[str, ...]] | None = None
+) -> list[str]:
+    groups = groups or {}
+    names: list[str] = []
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        names += [n for n in groups.get(name, (name,)) if n not in names]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join([*groups, *known])})"
         )
     return names
 
@@ -64,8 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        type=lambda t: _names(t, SCENARIOS, "scenario"),
-        help=f"comma-separated, from: {', '.join(SCENARIOS)}",
+        type=lambda t: _names(t, SCENARIOS, "scenario", GROUPS),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)}; or a group: "
+        + "; ".join(f"{group} ({', '.join(names)})" for group, names in GROUPS.items()),
     )
     parser.add_argument(
         "--servers",
@@ -111,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration:
         settings = replace(settings, duration=args.duration)
     rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
-    default_scenarios = QUICK_SCENARIOS if args.quick else tuple(SCENARIOS)
-    scenarios = [SCENARIOS[n] for n in (args.scenarios or default_scenarios)]
-    default_servers = QUICK_SERVERS if args.quick else tuple(servers.SERVERS)
-    specs = [servers.SERVERS[n] for n in (args.servers or default_servers)]
+    scenarios, specs = _choose(args)
     notes: list[str] = []
 
     pin_self_to_load_cores()
@@ -133,12 +146,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         _log(line)
         notes.append(line)
+    speaks_h2 = any(sc.protocol == servers.H2C for sc in scenarios)
+    if speaks_h2 and not h2load_path():
+        line = "h2load not found: the HTTP/2 scenarios need it (`apt-get install nghttp2-client`)"
+        _log(line)
+        notes.append(line)
     if len(load_cores()) == 1 and load_cores()[0] == SERVER_CORE:
         notes.append("one core only: server and load generator share it")
 
-    infos = {s.name: report.ServerInfo(s.name, s.description, s.ours, s.version()) for s in specs}
+    infos = {
+        s.name: report.ServerInfo(s.name, s.description, s.ours, s.version(), protocol=s.protocol)
+        for s in specs
+    }
     for spec in specs:
         reason = spec.unavailable()
+        if not _scenarios_for(spec, scenarios):
+            reason = f"not run: no chosen scenario speaks {spec.protocol} to it"
         if reason:
             infos[spec.name].status = reason
             _log(f"{spec.name}: {reason}")
@@ -172,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_core": SERVER_CORE,
         "load_cores": cpu_list(load_cores()),
         "generator": loadgen.generator_name(),
+        **({"h2_generator": "h2load"} if speaks_h2 else {}),
         "rounds": rounds,
         "elapsed_s": time.monotonic() - started,
         "load_average_before": round(busy, 2),
@@ -191,6 +215,38 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     _log(f"wrote {out / 'results.md'}, {out / 'results.json'} and {len(pngs)} chart(s) in {out}")
     return 0
+
+
+def _choose(args: argparse.Namespace) -> tuple[list[Scenario], list[servers.ServerSpec]]:
+    """The scenarios and servers to run: as named, else the defaults of the other's protocols.
+
+    Neither named: the HTTP/1.1 suite (or --quick's part of it) on the HTTP/1.1 servers.
+    """
+    quick_or_all = QUICK_SCENARIOS if args.quick else tuple(SCENARIOS)
+    default_servers = QUICK_SERVERS if args.quick else tuple(servers.SERVERS)
+    if args.scenarios:
+        scenarios = [SCENARIOS[n] for n in args.scenarios]
+    else:
+        protocols = (
+            {servers.SERVERS[n].protocol for n in args.servers} if args.servers else {servers.HTTP1}
+        )
+        scenarios = [SCENARIOS[n] for n in quick_or_all if SCENARIOS[n].protocol in protocols]
+    if args.servers:
+        specs = [servers.SERVERS[n] for n in args.servers]
+    else:
+        protocols = {sc.protocol for sc in scenarios}
+        specs = [servers.SERVERS[n] for n in default_servers]
+        specs = [spec for spec in specs if spec.protocol in protocols]
+    return scenarios, specs
+
+
+def _scenarios_for(spec: servers.ServerSpec, scenarios: list[Scenario]) -> list[Scenario]:
+    """The chosen scenarios ``spec`` runs: those of its protocol that it can answer."""
+    return [
+        sc
+        for sc in scenarios
+        if sc.protocol == spec.protocol and (not spec.serves or sc.name in spec.serves)
+    ]
 
 
 def _repo_relative(argv: list[str]) -> list[str]:
@@ -220,7 +276,7 @@ def _run_server(
     info.command = _repo_relative(["taskset", "-c", str(SERVER_CORE), *spec.command(server.port)])
     fds_idle = server.fd_count()
     try:
-        for sc in scenarios:
+        for sc in _scenarios_for(spec, scenarios):
             if not server.alive():
                 results.add(sc.name, spec.name, report.Measurement(rnd, error="server exited"))
                 continue
@@ -235,6 +291,11 @@ def _run_server(
                 # Our own clients raise RuntimeError with a sentence; others get their type named.
                 error = str(exc) if type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}"
                 error = error[:200]
+                results.add(sc.name, spec.name, report.Measurement(rnd, error=error))
+                _log(f"{tag} {sc.name}: {error}")
+                continue
+            if not server.alive():  # its figures, CPU time included, are of a dead process
+                error = "server exited during the scenario"
                 results.add(sc.name, spec.name, report.Measurement(rnd, error=error))
                 _log(f"{tag} {sc.name}: {error}")
                 continue

@@ -1,4 +1,9 @@
-"""The scenarios: what each one measures, in which units, and which client drives it."""
+"""The scenarios: what each one measures, in which units, and which client drives it.
+
+The HTTP/1.1 scenarios are the default suite; the HTTP/2 ones (``h2-*``,
+cleartext with prior knowledge, driven by h2load) run on the HTTP/2 servers
+when asked for, by name or as the group ``h2`` (``--scenarios h2``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .download import download
+from .h2load import http2_download, http2_load
 from .latency import fixed_rate
 from .loadgen import LoadResult, http_load
 from .memory import idle_connections
-from .servers import RunningServer
+from .servers import H2C, HTTP1, RunningServer
 from .wsload import ws_load
 
 
@@ -27,6 +33,8 @@ class Settings:
     latency_rate: float = 500.0
     latency_connections: int = 20
     idle_connections: int = 5000
+    # HTTP/2: requests in flight on each of the hello_connections (h2load -m).
+    h2_streams: int = 10
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class Scenario:
     short: str
     metrics: tuple[Metric, ...]
     run: Callable[[RunningServer, Settings], Sample]
+    # What the load speaks: runs only on the servers that speak it too.
+    protocol: str = HTTP1
 
     def describe(self, settings: Settings, *, short: bool = False) -> str:
         return (self.short if short else self.title).format(**asdict(settings))
@@ -128,6 +138,41 @@ def _memory(server: RunningServer, s: Settings) -> Sample:
     return Sample({"kib": r.per_connection_kib}, detail, errors)
 
 
+def _h2_hello(server: RunningServer, s: Settings) -> Sample:
+    r = http2_load(
+        server.port,
+        path="/",
+        connections=s.hello_connections,
+        streams=s.h2_streams,
+        duration=s.duration,
+    )
+    return _throughput(r, s)
+
+
+def _h2_hello_1(server: RunningServer, s: Settings) -> Sample:
+    r = http2_load(
+        server.port, path="/", connections=s.hello_connections, streams=1, duration=s.duration
+    )
+    return _throughput(r, s)
+
+
+def _h2_post(server: RunningServer, s: Settings) -> Sample:
+    r = http2_load(
+        server.port,
+        path="/echo",
+        connections=s.hello_connections,
+        streams=s.h2_streams,
+        duration=s.duration,
+        body_size=s.post_size,
+    )
+    return _throughput(r, s)
+
+
+def _h2_stream(server: RunningServer, s: Settings) -> Sample:
+    r = http2_download(server.port)
+    return Sample({"mibps": r.mib_per_s, "seconds": r.seconds}, {"bytes": r.size}, 0, r.seconds)
+
+
 _RPS = Metric("rps", "requests/s", "req/s", True)
 # Work done per second of the server's own CPU time (filled in by run.py from
 # /proc): the figure that holds up when other processes steal the server's core.
@@ -187,5 +232,44 @@ SCENARIOS: dict[str, Scenario] = {
             (Metric("p50", "p50", "ms", False), Metric("p99", "p99", "ms", False)),
             _latency,
         ),
+        Scenario(
+            "h2-hello",
+            "HTTP/2 hello world, {hello_connections} connections x {h2_streams} streams (h2load)",
+            "h2 hello ({hello_connections} x {h2_streams} streams)",
+            (_RPS, PER_CPU),
+            _h2_hello,
+            H2C,
+        ),
+        Scenario(
+            "h2-hello-1",
+            "HTTP/2 hello world, {hello_connections} connections x 1 stream (h2load)",
+            "h2 hello ({hello_connections} x 1 stream)",
+            (_RPS, PER_CPU),
+            _h2_hello_1,
+            H2C,
+        ),
+        Scenario(
+            "h2-post",
+            "HTTP/2 POST echo of a {post_size:,}-byte body, "
+            "{hello_connections} connections x {h2_streams} streams (h2load)",
+            "h2 POST 64 KiB echo",
+            (_RPS, PER_CPU),
+            _h2_post,
+            H2C,
+        ),
+        Scenario(
+            "h2-stream",
+            "HTTP/2 100 MiB streaming download in 64 KiB chunks, one stream (h2load)",
+            "h2 100 MiB download",
+            (Metric("mibps", "throughput", "MiB/s", True), Metric("seconds", "time", "s", False)),
+            _h2_stream,
+            H2C,
+        ),
     )
+}
+
+#: Names that stand for several scenarios in --scenarios.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "http1": tuple(name for name, sc in SCENARIOS.items() if sc.protocol == HTTP1),
+    "h2": tuple(name for name, sc in SCENARIOS.items() if sc.protocol == H2C),
 }

@@ -2,6 +2,9 @@
 
 Every server runs the same app (`benchmarks.apps:app`) with access logging off
 and a log level of warning, from the repository root, under `taskset -c 0`.
+A server speaks one protocol in a run: HTTP/1.1, or HTTP/2 over cleartext
+with prior knowledge (``h2c``, the ``-h2`` servers and the h2 floor), and
+only that protocol's scenarios run on it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ START_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 3.0
 CLOSE_SLACK_FDS = 10
 STOP_TIMEOUT = 5.0
+HTTP1 = "http/1.1"
+H2C = "h2c"
 
 
 class StartError(Exception):
@@ -52,6 +57,12 @@ class ServerSpec:
     command: Callable[[int], list[str]]
     # Why this server cannot run here, checked before starting it (None: it can).
     precheck: Callable[[], str | None] = lambda: None
+    # What the load speaks to it: HTTP1 or H2C.
+    protocol: str = HTTP1
+    # The only scenarios it can answer (empty: every one of its protocol).
+    serves: tuple[str, ...] = ()
+    # Put before the version, for a program whose version is that of a library it runs on.
+    version_prefix: str = ""
 
     def unavailable(self) -> str | None:
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -62,7 +73,7 @@ class ServerSpec:
     def version(self) -> str:
         dist = {"trioasgi": "trio-asgi"}.get(self.requires[0], self.requires[0])
         try:
-            return importlib.metadata.version(dist)
+            return self.version_prefix + importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             return "source tree" if self.ours else "?"
 
@@ -95,7 +106,7 @@ def _lists_flag(help_text: str, flag: str) -> bool:
     return re.search(re.escape(flag) + r"(?![\w-])", help_text) is not None
 
 
-def _trioasgi_command(http: str | None) -> Callable[[int], list[str]]:
+def _trioasgi_command(http: str | None, *, http2: bool = False) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         help_text = trioasgi_help()[0] or ""
         argv = [sys.executable, "-m", "trioasgi", APP, "--host", "127.0.0.1", "--port", str(port)]
@@ -104,6 +115,8 @@ def _trioasgi_command(http: str | None) -> Callable[[int], list[str]]:
         # without --help at all, the full command is tried so the real error shows.
         if http and (_lists_flag(help_text, "--http") or not help_text):
             argv += ["--http", http]
+        if http2 and (_lists_flag(help_text, "--http2") or not help_text):
+            argv += ["--http2"]
         if _lists_flag(help_text, "--timeout-keep-alive"):
             argv += ["--timeout-keep-alive", KEEP_ALIVE_SECONDS]
         return argv
@@ -120,6 +133,15 @@ def _trioasgi_httptools_precheck() -> str | None:
     return None
 
 
+def _trioasgi_h2_precheck() -> str | None:
+    help_text, reason = trioasgi_help()
+    if help_text is None:
+        return f"skipped: trio-asgi's --help failed ({reason})"
+    if not _lists_flag(help_text, "--http2"):
+        return "skipped: `python -m trioasgi --help` lists no --http2 (no HTTP/2 support yet)"
+    return None
+
+
 def _uvicorn(http: str, loop: str, ws: str) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         return [
@@ -132,24 +154,41 @@ def _uvicorn(http: str, loop: str, ws: str) -> Callable[[int], list[str]]:
     return command
 
 
-def _hypercorn_trio(port: int) -> list[str]:
-    # Hypercorn writes no access log unless --access-logfile is given.
-    return [
-        *(sys.executable, "-m", "hypercorn", APP, "--bind", f"127.0.0.1:{port}"),
-        *("--worker-class", "trio", "--workers", "1", "--log-level", "warning"),
-        *("--keep-alive", KEEP_ALIVE_SECONDS),
-    ]
+def _hypercorn(worker_class: str) -> Callable[[int], list[str]]:
+    # Hypercorn writes no access log unless --access-logfile is given. On a
+    # cleartext bind it serves HTTP/1.1 and HTTP/2 with prior knowledge alike.
+    def command(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "hypercorn", APP, "--bind", f"127.0.0.1:{port}"),
+            *("--worker-class", worker_class, "--workers", "1", "--log-level", "warning"),
+            *("--keep-alive", KEEP_ALIVE_SECONDS),
+        ]
+
+    return command
 
 
-def _granian(port: int) -> list[str]:
+_hypercorn_trio = _hypercorn("trio")
+
+
+def _granian(port: int, *, http: str = "auto") -> list[str]:
     return [
         *(sys.executable, "-m", "granian", "--interface", "asgi"),
         *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
         # Granian stops accepting past --backpressure (default: backlog, 1024) connections
         # in flight; the idle-memory scenario needs 5,000, as the Python servers allow.
         *("--backpressure", "10000", "--backlog", "4096"),
+        # --http 2: HTTP/2 only, which is prior knowledge on a cleartext port.
+        *(("--http", http) if http != "auto" else ()),
         *("--no-access-log", "--log-level", "warning", APP),
     ]
+
+
+def _granian_h2(port: int) -> list[str]:
+    return _granian(port, http="2")
+
+
+def _h2_floor(port: int) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.h2_floor", "--host", "127.0.0.1", "--port", str(port)]
 
 
 SERVERS: dict[str, ServerSpec] = {
@@ -188,6 +227,49 @@ SERVERS: dict[str, ServerSpec] = {
             _hypercorn_trio,
         ),
         ServerSpec("granian", "Granian, ASGI interface", False, ("granian",), _granian),
+        ServerSpec(
+            "trio-asgi-h2",
+            "trio-asgi, HTTP/2 (h2c)",
+            True,
+            ("trioasgi", "trio", "h2"),
+            _trioasgi_command(None, http2=True),
+            _trioasgi_h2_precheck,
+            protocol=H2C,
+        ),
+        ServerSpec(
+            "hypercorn-trio-h2",
+            "Hypercorn, trio worker, HTTP/2 (h2c)",
+            False,
+            ("hypercorn", "trio", "h2"),
+            _hypercorn("trio"),
+            protocol=H2C,
+        ),
+        ServerSpec(
+            "hypercorn-uvloop-h2",
+            "Hypercorn, asyncio worker on uvloop, HTTP/2 (h2c)",
+            False,
+            ("hypercorn", "uvloop", "h2"),
+            _hypercorn("uvloop"),
+            protocol=H2C,
+        ),
+        ServerSpec(
+            "granian-h2",
+            "Granian, ASGI interface, --http 2 (h2c)",
+            False,
+            ("granian",),
+            _granian_h2,
+            protocol=H2C,
+        ),
+        ServerSpec(
+            "h2-floor",
+            "bare trio + h2 loop, canned hello world (the ceiling; benchmarks/h2_floor.py)",
+            False,
+            ("h2", "trio"),
+            _h2_floor,
+            protocol=H2C,
+            serves=("h2-hello", "h2-hello-1"),
+            version_prefix="h2 ",
+        ),
     )
 }
 
@@ -300,7 +382,7 @@ def start(spec: ServerSpec) -> RunningServer:
             log.unlink()
             raise StartError(str(exc)) from exc
     server = RunningServer(spec, port, proc, log)
-    if wait_until_answering(proc, port, START_TIMEOUT):
+    if wait_until_answering(proc, port, START_TIMEOUT, protocol=spec.protocol):
         return server
     if proc.poll() is not None:
         reason = _last_line(log.read_text(errors="replace")) or f"exited {proc.returncode}"
@@ -310,11 +392,14 @@ def start(spec: ServerSpec) -> RunningServer:
     raise StartError(reason)
 
 
-def wait_until_answering(proc: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+def wait_until_answering(
+    proc: subprocess.Popen[bytes], port: int, timeout: float, *, protocol: str = HTTP1
+) -> bool:
     """Whether GET / on ``port`` answered 200 before ``proc`` exited or ``timeout`` passed."""
+    answers = _answers_h2c if protocol == H2C else _answers
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if _answers(port):
+        if answers(port):
             return True
         time.sleep(0.05)
     return False
@@ -327,6 +412,32 @@ def _answers(port: int) -> bool:
             return sock.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
+
+
+def _answers_h2c(port: int) -> bool:
+    """GET / over HTTP/2 with prior knowledge: whether its response is a 200."""
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    request = [(":method", "GET"), (":scheme", "http"), (":authority", f"127.0.0.1:{port}")]
+    conn.send_headers(1, [*request, (":path", "/")], end_stream=True)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(conn.data_to_send())
+            for _ in range(100):  # frames before the response: SETTINGS, WINDOW_UPDATE, ...
+                data = sock.recv(65536)
+                if not data:
+                    return False
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        return dict(event.headers).get(b":status") == b"200"
+                sock.sendall(conn.data_to_send())
+    except (OSError, h2.exceptions.ProtocolError):
+        return False
+    return False
 
 
 def _free_port() -> int:
