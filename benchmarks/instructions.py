@@ -11,6 +11,11 @@ instructions per request::
     python -m benchmarks.instructions                       # trio-asgi, both parsers
     python -m benchmarks.instructions --servers trio-asgi-httptools,uvicorn-httptools
     python -m benchmarks.instructions --ws 3000 --servers trio-asgi-h11,uvicorn-h11
+    python -m benchmarks.instructions --servers trio-asgi-h2,hypercorn-trio-h2,h2-floor
+
+An HTTP/2 server (``-h2``, and the h2 floor) gets the same requests over
+HTTP/2 with prior knowledge, 10 streams in flight on each connection, as
+in the ``h2-hello`` scenario.
 
 ``--ws N`` counts N WebSocket echoes of the echo scenario's small message
 instead, over its 20 connections (trio-websocket clients in this process,
@@ -46,13 +51,15 @@ import trio
 
 from .fanout import split
 from .scenarios import Settings
-from .servers import REPO_ROOT, SERVERS, _env, _free_port, wait_until_answering
+from .servers import H2C, REPO_ROOT, SERVERS, _env, _free_port, wait_until_answering
 from .wsload import MESSAGE
 
 #: Under valgrind a Python server takes a while to import and start.
 START_TIMEOUT = 180.0
 WARM_UP_REQUESTS = 300
 CONNECTIONS = 50
+#: Requests in flight on each HTTP/2 connection (the h2-hello scenario's).
+H2_STREAMS = Settings().h2_streams
 #: The WebSocket count: as many connections as the echo scenario, each warmed up first.
 WS_CONNECTIONS = Settings().ws_connections
 WARM_UP_MESSAGES = 10
@@ -60,11 +67,12 @@ WARM_UP_MESSAGES = 10
 
 def instructions_per_request(server: str, requests: int) -> float:
     """Run ``server`` under callgrind and count its instructions for ``requests`` requests."""
+    h2 = SERVERS[server].protocol == H2C
     with _under_callgrind(server) as run:
         url = f"http://127.0.0.1:{run.port}/"
-        _h2load(url, WARM_UP_REQUESTS)
+        _h2load(url, WARM_UP_REQUESTS, h2=h2)
         _callgrind_control("--instr=on", run.pid)
-        _h2load(url, requests)
+        _h2load(url, requests, h2=h2)
         _callgrind_control("--instr=off", run.pid)
     return run.total / requests
 
@@ -101,7 +109,8 @@ def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
         )
         run = _CallgrindRun(port, proc.pid)
         try:
-            if not wait_until_answering(proc, port, START_TIMEOUT):
+            protocol = SERVERS[server].protocol
+            if not wait_until_answering(proc, port, START_TIMEOUT, protocol=protocol):
                 if proc.poll() is not None:
                     raise RuntimeError(f"the server exited ({proc.returncode}) before answering")
                 raise RuntimeError(f"the server did not answer within {START_TIMEOUT:.0f} s")
@@ -150,9 +159,10 @@ async def _echo_all(sockets: list[Any], counts: list[int]) -> None:
             nursery.start_soon(echo, ws, count)
 
 
-def _h2load(url: str, requests: int) -> None:
+def _h2load(url: str, requests: int, *, h2: bool = False) -> None:
+    protocol = ["-m", str(H2_STREAMS)] if h2 else ["--h1"]
     result = subprocess.run(
-        ["h2load", "--h1", "-n", str(requests), "-c", str(CONNECTIONS), url],
+        ["h2load", *protocol, "-n", str(requests), "-c", str(CONNECTIONS), url],
         capture_output=True,
         text=True,
         timeout=600,
