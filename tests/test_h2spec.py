@@ -19,6 +19,7 @@ import pytest
 import trio
 import trustme
 
+from tests.http2_gate import needs_http2
 from tests.processes import REPO, server_process
 
 H2SPEC = Path(os.environ.get("H2SPEC") or REPO.parent / "shared" / "tools" / "h2spec")
@@ -29,10 +30,13 @@ CASE_TIMEOUT = "2"
 #: The whole run normally takes a second; this is far past it, even with every case timing out.
 RUN_BOUND = 600
 
-pytestmark = pytest.mark.skipif(
-    not os.access(H2SPEC, os.X_OK),
-    reason=f"h2spec not found at {H2SPEC} (set H2SPEC to a built h2spec binary)",
-)
+pytestmark = [
+    needs_http2,
+    pytest.mark.skipif(
+        not os.access(H2SPEC, os.X_OK),
+        reason=f"h2spec not found at {H2SPEC} (set H2SPEC to a built h2spec binary)",
+    ),
+]
 
 APP = "tests.apps:hello_after_body"
 

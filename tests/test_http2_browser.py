@@ -22,6 +22,7 @@ import trio
 import trustme
 
 from tests.conftest import running_server
+from tests.http2_gate import needs_http2
 
 CHROMIUM = next(
     (
@@ -32,9 +33,12 @@ CHROMIUM = next(
     None,
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')"
-)
+pytestmark = [
+    needs_http2,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')"
+    ),
+]
 
 PAGE = b"""<!doctype html>
 <html><body><script>

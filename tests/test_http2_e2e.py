@@ -33,6 +33,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from tests import apps, ws_apps
 from tests.conftest import running_server
+from tests.http2_gate import needs_http2
 from tests.processes import server_process
 from tests.test_tls import Certs
 
@@ -41,6 +42,8 @@ H2LOAD = shutil.which("h2load")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Far past what any exchange here takes on a loaded machine: only a hang reaches it.
 BOUND = 60
+
+pytestmark = needs_http2
 
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed (.ci/run installs it)")
 needs_h2load = pytest.mark.skipif(

@@ -25,12 +25,14 @@ import trio
 
 from tests import apps
 from tests.conftest import running_server
+from tests.http2_gate import needs_http2
 
 CADDY = shutil.which("caddy")
 
-pytestmark = pytest.mark.skipif(
-    CADDY is None, reason="caddy is not installed (.ci/run installs it)"
-)
+pytestmark = [
+    needs_http2,
+    pytest.mark.skipif(CADDY is None, reason="caddy is not installed (.ci/run installs it)"),
+]
 
 #: Caddy 2.6's syntax. No admin endpoint and no automatic HTTPS: nothing but
 #: the one proxy listens. ``flush_interval -1`` passes each piece of a
