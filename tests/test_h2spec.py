@@ -7,12 +7,6 @@ cleartext with prior knowledge and once over TLS (ALPN h2, the certificate
 not verified), writes a JUnit report, and every case must pass: the
 assertion names each one that did not, as ``section/number: description``,
 the form ``h2spec SECTION/NUMBER`` runs alone.
-
-One exception, over cleartext only (docs/http2.md, "Conformance"): case
-http2/3.5/2 sends bytes that are neither the preface nor an HTTP/1.1 request
-line to a port that serves both protocols, and the server answers them as
-HTTP/1.1 would, with a 400, which h2spec reads as frames. Over TLS, where
-ALPN chose h2, it must pass like every other case.
 """
 
 from __future__ import annotations
@@ -35,8 +29,6 @@ CASES = 146
 CASE_TIMEOUT = "2"
 #: The whole run normally takes a second; this is far past it, even with every case timing out.
 RUN_BOUND = 600
-#: The invalid preface on a port that speaks HTTP/1.1 too: answered as HTTP/1.1 (see above).
-CLEARTEXT_EXCEPTIONS = frozenset({"http2/3.5/2"})
 
 pytestmark = [
     needs_http2,
@@ -62,9 +54,7 @@ def cases(report: Path) -> tuple[list[str], list[str]]:
     return every, bad
 
 
-async def run_h2spec(
-    port: int, tmp_path: Path, *extra: str, allowed: frozenset[str] = frozenset()
-) -> None:
+async def run_h2spec(port: int, tmp_path: Path, *extra: str) -> None:
     report = tmp_path / "report.xml"
     argv = [str(H2SPEC), "-h", "127.0.0.1", "-p", str(port), "-o", CASE_TIMEOUT]
     with trio.fail_after(RUN_BOUND):
@@ -78,14 +68,13 @@ async def run_h2spec(
     assert report.exists(), f"h2spec wrote no report (exit {done.returncode}):\n{output[-2000:]}"
     every, bad = cases(report)
     assert len(every) == CASES, f"h2spec ran {len(every)} cases, not {CASES}:\n{output[-2000:]}"
-    bad = [name for name in bad if name.partition(":")[0] not in allowed]
     assert not bad, f"{len(bad)} of {CASES} h2spec cases did not pass:\n" + "\n".join(bad)
 
 
 async def test_h2spec_over_cleartext_with_prior_knowledge(tmp_path: Path) -> None:
     async with server_process(tmp_path, APP, "--no-access-log") as server:
         port = await server.port()
-        await run_h2spec(port, tmp_path, allowed=CLEARTEXT_EXCEPTIONS)
+        await run_h2spec(port, tmp_path)
 
 
 async def test_h2spec_over_tls(tmp_path: Path) -> None:
