@@ -24,7 +24,9 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.exceptions
 import h2.settings
 import httpx
 import pytest
@@ -417,9 +419,17 @@ async def test_websocket_over_an_http2_stream(transport: str, certs: Certs) -> N
         closing = await client.next_event(h2.events.DataReceived, stream_id)
         frames.receive_bytes(closing.data)
         assert [frame.opcode for frame in frames.received_frames()] == [Opcode.CLOSE]
-        client.conn.end_stream(stream_id)
-        await client.flush()
+        # The server ends its half with END_STREAM, an orderly close (RFC 8441 section 5)...
         await client.next_event(h2.events.StreamEnded, stream_id)
+        try:
+            client.conn.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError:
+            # ...and may then tell us, with RST_STREAM NO_ERROR, that it needs nothing
+            # more from ours (RFC 9113 section 8.1).
+            reset = await client.next_event(h2.events.StreamReset, stream_id)
+            assert reset.error_code == h2.errors.ErrorCodes.NO_ERROR
+        else:
+            await client.flush()
         await trio.aclose_forcefully(stream)
     assert echoed == ["hello", "x" * 70000]
     scope = recorder.scope
