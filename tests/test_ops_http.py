@@ -15,8 +15,9 @@ import trioasgi
 from tests import apps
 from tests.conftest import running_server
 from trioasgi import Config, ConfigError
-from trioasgi._interface import ASGI2Adapter, adapt_interface, looks_like_asgi3
-from trioasgi._logging import access_logger, configure_logging
+from trioasgi.asgi import cycle
+from trioasgi.asgi.interface import ASGI2Adapter, adapt_interface, looks_like_asgi3
+from trioasgi.core.logs import access_logger, configure_logging
 
 
 @pytest.fixture
@@ -158,16 +159,15 @@ async def test_default_access_log_line(caplog) -> None:
 async def test_no_access_log_skips_the_measurements(caplog) -> None:
     caplog.set_level(logging.INFO, logger="trioasgi.access")
     cycles = []
-    from trioasgi import _http_cycle
 
-    original = _http_cycle.RequestCycle.__init__
+    original = cycle.RequestCycle.__init__
 
     def spy(self, *args):
         original(self, *args)
         cycles.append(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_http_cycle.RequestCycle, "__init__", spy)
+        patch.setattr(cycle.RequestCycle, "__init__", spy)
         async with (
             running_server(apps.hello, access_log=False) as server,
             httpx.AsyncClient() as client,
@@ -267,8 +267,8 @@ async def test_a_connection_accepted_during_shutdown_gets_its_request_answered()
     import trio.testing
 
     from tests.conftest import read_until_closed
-    from trioasgi._context import ServerContext
-    from trioasgi._http11 import HTTPConnection
+    from trioasgi.http11.connection import HTTPConnection
+    from trioasgi.serving.context import ServerContext
 
     client, server_stream = trio.testing.memory_stream_pair()
     connection = HTTPConnection(

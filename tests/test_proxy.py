@@ -13,8 +13,8 @@ import trio
 import trioasgi
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
-from trioasgi._flags import build_parser, config_from_args
-from trioasgi._proxy import TrustedProxies, forwarded_client_and_scheme, parse_forwarded
+from trioasgi.cli.flags import build_parser, config_from_args
+from trioasgi.core.proxy import TrustedProxies, forwarded_client_and_scheme, parse_forwarded
 
 LOCAL = ("127.0.0.1", 5000)
 

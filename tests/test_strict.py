@@ -11,7 +11,7 @@ import trio
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
 from tests.malformed import FOLLOW_UP, MALFORMED_REQUESTS, OVERSIZED_REQUESTS
-from trioasgi._strict import (
+from trioasgi.http11.strict import (
     _TOKEN_BYTES,
     _TOKEN_METHODS,
     FieldFacts,

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 import trioasgi
 from tests import apps
 from tests.conftest import read_until_closed, running_server
-from trioasgi._cli import main
-from trioasgi._tls import load_tls, rfc4514_name
+from trioasgi.cli.main import main
+from trioasgi.serving.tls import load_tls, rfc4514_name
 
 
 class Certs:

@@ -1,0 +1,195 @@
+"""One HTTP request and its response as the ASGI application sees them, for every HTTP version.
+
+:class:`RequestCycle` runs the app and holds what does not depend on how
+the bytes travel: the scope, the response as an explicit state machine
+(``START -> BODY -> COMPLETE``, checked at every ``send()`` so an app that
+sends messages out of order is caught at the message that breaks the order),
+what happens when the app raises or returns early, and the access log line.
+Each protocol subclasses it with ``receive()`` and the two halves of
+sending: :meth:`RequestCycle._start_response` (validate and keep the head)
+and :meth:`RequestCycle._send_body` (frame and write).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from typing import Any, Protocol
+
+from ..core.access_log import format_access_line
+from ..core.errors import ClientDisconnected
+from ..core.logs import access_logger, logger
+from .context import Connection
+from .request import RequestHead
+from .scope import build_scope
+
+#: Responses that never carry a body, whatever the app sends.
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class CycleConnection(Connection, Protocol):
+    """What a request cycle needs of its connection beyond the scope's facts."""
+
+    async def send_error(self, status: int, detail: str) -> None:
+        """Answer with a server-made error response (nothing else has been sent)."""
+
+
+class ResponseState(enum.Enum):
+    START = "waiting for http.response.start"
+    BODY = "waiting for http.response.body"
+    COMPLETE = "complete"
+
+
+# The states as globals for the per-request code: on Python 3.11 ``EnumType``
+# has a ``__getattr__``, which makes each ``ResponseState.START`` lookup some
+# ten times the cost of reading a global.
+START, BODY, COMPLETE = ResponseState.START, ResponseState.BODY, ResponseState.COMPLETE
+
+
+class RequestCycle:
+    """Runs the app for one request; a protocol's subclass moves the bytes."""
+
+    # One is made per request: slots make it cheaper to build and to use.
+    __slots__ = (
+        "_body_complete",
+        "_body_limit",
+        "_body_received",
+        "_discard_body",
+        "_head_written",
+        "_measure",
+        "_pending_head",
+        "_pipelined_bytes",
+        "_response",
+        "_response_complete",
+        "_stashed_event",
+        "_writing",
+        "body_bytes",
+        "conn",
+        "disconnected",
+        "keep_alive",
+        "request",
+        "scope",
+        "started",
+        "status",
+        "yield_owed",
+    )
+
+    def __init__(self, conn: CycleConnection, request: RequestHead, proxied: bool = True) -> None:
+        self.conn = conn
+        self.request = request
+        self.scope = build_scope(conn, request, proxied)
+        self.keep_alive = True
+        self.status: int | None = None
+        self.disconnected = False
+        self._response = START
+        # Created only if a task waits for it.
+        self._response_complete: Any = None
+        self._head_written = False
+        self._discard_body = request.method == b"HEAD"
+        # Access log measurements, taken only when there is an access log.
+        self._measure = conn.ctx.config.access_log
+        self.started = time.perf_counter() if self._measure else 0.0
+        self.body_bytes = 0
+        # The bookkeeping of the protocols' receive() and send(), set here
+        # once rather than in a second __init__ per protocol (a call per request).
+        self._pending_head = b""  # the validated response head, until the first body
+        self._writing = False  # a write is in progress (a second sender is a bug)
+        self._body_complete = False  # the request body has been read to its end
+        self._stashed_event: Any = None  # a body event read ahead of the app
+        self._pipelined_bytes = 0  # read past this request while watching for a disconnect
+        self._body_limit = conn.ctx.config.limit_request_body
+        self._body_received = 0
+        # Set by the response's last write when it did not yield: the
+        # connection owes the yield, on its shorter stack.
+        self.yield_owed = False
+
+    # -- running the app --------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.conn.ctx.app(self.scope, self.receive, self.send)
+        except Exception as exc:
+            if self.disconnected:
+                # What an app raises once its client is gone (our
+                # ClientDisconnected, or its framework's translation of it)
+                # is the disconnect's doing, not a bug worth a traceback.
+                logger.debug("client %s went away: %r", self.conn.client, exc)
+                self.keep_alive = False
+                return
+            logger.exception("Exception in ASGI application")
+            await self._fail()
+        else:
+            if self._response is START:
+                logger.error("ASGI application returned without starting a response")
+                await self._fail()
+            elif self._response is BODY:
+                logger.error("ASGI application returned without completing the response")
+                self.keep_alive = False
+
+    async def _fail(self) -> None:
+        """Answer 500 if nothing was sent yet; otherwise the response is cut short."""
+        self.keep_alive = False
+        if not self._head_written and not self.disconnected:
+            self._response = COMPLETE
+            self.status = 500
+            await self.conn.send_error(500, "application error")
+            self._log_access()
+        self._set_response_complete()
+
+    # -- receive (the protocol's) -------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- send -----------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message_type = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        if message_type == "http.response.body" and self._response is BODY:
+            await self._send_body(message)
+        elif message_type == "http.response.start" and self._response is START:
+            status = message["status"]
+            # The protocol validates the status and every header before
+            # anything is written; an error here is the app's, raised from
+            # its send().
+            self._start_response(status, message.get("headers", ()))
+            self.status = status
+            self._response = BODY
+            if status in NO_BODY_STATUSES:
+                self._discard_body = True
+        else:
+            raise RuntimeError(
+                f"unexpected ASGI message {message_type!r} while the response is "
+                f"{self._response.value}"
+            )
+
+    def _start_response(self, status: int, headers: Any) -> None:
+        """Validate the response head and keep it for the first body message."""
+        raise NotImplementedError
+
+    async def _send_body(self, message: dict[str, Any]) -> None:
+        """Write a body message (with the head, the first time); raise if the client is gone."""
+        raise NotImplementedError
+
+    # -- the end of the exchange ----------------------------------------------
+
+    def _set_response_complete(self) -> None:
+        if self._response_complete is not None:
+            self._response_complete.set()
+
+    def _mark_disconnected(self) -> None:
+        self.disconnected = True
+        self.keep_alive = False
+
+    def _log_access(self) -> None:
+        if (
+            not self._measure
+            or access_logger.disabled
+            or not access_logger.isEnabledFor(logging.INFO)
+        ):
+            return
+        line = format_access_line(self.conn.ctx.config.access_log_format, self)
+        access_logger.info("%s", line, extra={"status_code": self.status})

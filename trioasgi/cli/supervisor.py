@@ -1,0 +1,166 @@
+"""``--workers N``: one supervisor process, N worker processes sharing its listening sockets.
+
+The supervisor binds once and never accepts; the kernel hands each new
+connection to whichever worker accepts it first, and connections that arrive
+while no worker is accepting wait in the listen backlog rather than being
+refused. The supervisor
+
+- restarts a worker that exits on its own (crashed, killed, or recycled by
+  ``--limit-max-requests``), after a delay that doubles while workers keep
+  dying young, so a crashing app does not spin;
+- on SIGINT/SIGTERM asks every worker to drain gracefully, waits for them
+  and exits 0; a second signal makes the workers stop at once;
+- on SIGHUP replaces the workers one at a time, starting the new one and
+  waiting until it listens before stopping an old one, so there are never
+  fewer than N workers serving.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+from ..cli.process import WorkerProcess, spawn_worker
+from ..core.config import Config
+from ..core.logs import logger
+
+#: A worker that dies within this many seconds of listening (or before) "died young".
+YOUNG_SECONDS = 1.0
+FIRST_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class Supervisor:
+    def __init__(self, app: str, config: Config, fds: Sequence[int]) -> None:
+        self.app = app
+        self.config = config
+        self.fds = fds
+        self.workers: set[WorkerProcess] = set()
+        self.stopping = False
+        self._young_deaths = 0
+        self._restarting = False
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> int:
+        """Supervise until told to stop; the exit status (non-zero if startup failed)."""
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        with trio.open_signal_receiver(*signals) as received:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                status = await self._start_all()
+                if status != 0:
+                    await self._stop_all()
+                    nursery.cancel_scope.cancel()
+                    return status
+                logger.info("Started %d workers", self.config.workers)
+                await self._handle_signals(received)
+                nursery.cancel_scope.cancel()
+        logger.info("All workers stopped")
+        return 0
+
+    async def _start_all(self) -> int:
+        """Start the workers; 0 once all listen, else the status of one that could not."""
+        starting = [await self._start_worker() for _ in range(self.config.workers)]
+        for worker in starting:
+            if not await worker.wait_ready():
+                return worker.returncode or 1
+        return 0
+
+    async def _start_worker(self) -> WorkerProcess:
+        assert self._nursery is not None
+        worker = await spawn_worker(self.app, self.config, self.fds)
+        self.workers.add(worker)
+        logger.info("Started worker [%d]", worker.pid)
+        self._nursery.start_soon(self._watch, worker)
+        if self.stopping:
+            worker.retiring = True
+            worker.terminate()
+        return worker
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        await worker.run()
+        self.workers.discard(worker)
+        if worker.retiring or self.stopping:
+            logger.info("Worker [%d] stopped", worker.pid)
+            return
+        delay = self._restart_delay(worker)
+        if worker.returncode == 0:
+            logger.info("Worker [%d] finished (request limit); replacing it", worker.pid)
+        else:
+            logger.warning(
+                "Worker [%d] %s; restarting it in %.1f s", worker.pid, worker.describe_exit(), delay
+            )
+        await trio.sleep(delay)
+        if not self.stopping:
+            await self._start_worker()
+
+    def _restart_delay(self, worker: WorkerProcess) -> float:
+        if worker.returncode == 0:  # recycled on purpose
+            return 0.0
+        died_young = worker.ready_at is None or time.monotonic() - worker.ready_at < YOUNG_SECONDS
+        self._young_deaths = self._young_deaths + 1 if died_young else 0
+        if not self._young_deaths:
+            return 0.0
+        return min(FIRST_BACKOFF_SECONDS * 2 ** (self._young_deaths - 1), MAX_BACKOFF_SECONDS)
+
+    async def _handle_signals(self, received: AsyncIterator[int]) -> None:
+        assert self._nursery is not None
+        async for signum in received:
+            if signum == signal.SIGHUP:
+                if self.stopping or self._restarting:
+                    continue
+                logger.info("Received SIGHUP: restarting the workers one by one")
+                self._nursery.start_soon(self._rolling_restart)
+                continue
+            name = signal.Signals(signum).name
+            logger.info("Received %s: stopping the workers gracefully (again to force)", name)
+            self._nursery.start_soon(self._stop_all)
+            break
+        # Keep passing a second signal on while the workers drain.
+        async with trio.open_nursery() as waiting:
+            waiting.start_soon(self._forward_again, received)
+            await self._all_stopped()
+            waiting.cancel_scope.cancel()
+
+    async def _forward_again(self, received: AsyncIterator[int]) -> None:
+        async for signum in received:
+            if signum != signal.SIGHUP:
+                logger.warning(
+                    "Received %s again: telling the workers to exit now",
+                    signal.Signals(signum).name,
+                )
+                for worker in list(self.workers):
+                    worker.force()
+
+    async def _stop_all(self) -> None:
+        self.stopping = True
+        for worker in list(self.workers):
+            worker.retiring = True
+            worker.terminate()
+        await self._all_stopped()
+
+    async def _all_stopped(self) -> None:
+        while self.workers:
+            await next(iter(self.workers)).exited.wait()
+            await trio.lowlevel.checkpoint()
+
+    async def _rolling_restart(self) -> None:
+        self._restarting = True
+        try:
+            for old in list(self.workers):
+                if self.stopping:
+                    return
+                if old.retiring or not old.running:
+                    continue
+                new = await self._start_worker()
+                if not await new.wait_ready():
+                    logger.error("A new worker failed to start: keeping the old workers")
+                    return
+                old.retiring = True
+                old.terminate()
+            logger.info("Rolling restart done")
+        finally:
+            self._restarting = False
