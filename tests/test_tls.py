@@ -84,11 +84,11 @@ async def test_plain_http_has_no_tls_extension() -> None:
 
 
 async def test_raw_ssl_client_alpn_version_and_cipher_number(certs: Certs) -> None:
-    """A raw TLS 1.2 client: ALPN picks http/1.1, and the scope names what was negotiated."""
+    """A raw TLS 1.2 client offering http/1.1: ALPN picks it, and the scope names the TLS facts."""
     context = certs.client_context()
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256")
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     async with running_server(apps.show_scope, **certs.settings()) as server:
         tcp = await server.connect()
         stream = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")

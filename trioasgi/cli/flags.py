@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from ..cli.runner import EXIT_USAGE
-from ..cli.settings import ENV_PREFIX, parse_header
 from ..core.config import HTTP_PARSERS, INTERFACES, LOG_LEVELS, Config
 from ..core.errors import ConfigError
 from ..core.version import __version__
+from .runner import EXIT_USAGE
+from .settings import ENV_PREFIX, parse_header
 
 _DEFAULTS = Config()
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tls_flags(parser.add_argument_group("TLS"))
     _add_proxy_flags(parser.add_argument_group("behind a proxy"))
     _add_http_flags(parser.add_argument_group("HTTP"))
+    _add_http2_flags(parser.add_argument_group("HTTP/2"))
     _add_websocket_flags(parser.add_argument_group("WebSocket"))
     _add_limit_flags(parser.add_argument_group("limits"))
     _add_timeout_flags(parser.add_argument_group("timeouts"))
@@ -229,6 +230,55 @@ def _add_http_flags(group: argparse._ArgumentGroup) -> None:
         metavar="NAME:VALUE",
         help="a default header added to every response that does not set it; repeatable",
     )
+
+
+def _add_http2_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--http2",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.http2,
+        help="speak HTTP/2: ALPN h2 over TLS, prior knowledge and Upgrade: h2c in cleartext "
+        "(default: on)",
+    )
+    for flag, field, help_text in (
+        (
+            "--h2-max-concurrent-streams",
+            "h2_max_concurrent_streams",
+            "streams one connection may have open; more are refused with RST_STREAM",
+        ),
+        (
+            "--h2-max-header-list-size",
+            "h2_max_header_list_size",
+            "largest request header list, decoded; more is refused",
+        ),
+        (
+            "--h2-max-inbound-frame-size",
+            "h2_max_inbound_frame_size",
+            "largest frame the client may send (16384 to 16777215)",
+        ),
+        (
+            "--h2-initial-window-size",
+            "h2_initial_window_size",
+            "request body bytes one stream may send ahead of its app",
+        ),
+        (
+            "--h2-connection-window-size",
+            "h2_connection_window_size",
+            "request body bytes one connection may send ahead of its apps",
+        ),
+        (
+            "--h2-max-connection-buffer",
+            "h2_max_connection_buffer",
+            "response bytes one connection may hold unwritten before senders wait",
+        ),
+    ):
+        group.add_argument(
+            flag,
+            type=int,
+            default=getattr(_DEFAULTS, field),
+            metavar="N" if field == "h2_max_concurrent_streams" else "BYTES",
+            help=f"{help_text} (default: %(default)s)",
+        )
 
 
 def _add_websocket_flags(group: argparse._ArgumentGroup) -> None:

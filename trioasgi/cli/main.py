@@ -17,13 +17,13 @@ from typing import NoReturn
 
 import trio
 
-from ..cli.flags import build_parser, explicit_flags
-from ..cli.runner import EXIT_STARTUP_ERROR, exit_status_for, load_app, run_server
-from ..cli.settings import load_env_file, resolve
 from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import configure_logging, logger
 from ..serving.listeners import open_listeners
+from .flags import build_parser, explicit_flags
+from .runner import EXIT_STARTUP_ERROR, exit_status_for, load_app, run_server
+from .settings import load_env_file, resolve
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -61,10 +61,10 @@ async def _supervise(target: str, config: Config) -> int:
             logger.info("Listening on %s", listener.url(scheme))
         fds = [listener.listener.socket.fileno() for listener in listeners]
         if config.reload:
-            from ..cli.reload import Reloader
+            from .reload import Reloader
 
             return await Reloader(target, config, fds).run()
-        from ..cli.supervisor import Supervisor
+        from .supervisor import Supervisor
 
         return await Supervisor(target, config, fds).run()
     finally:

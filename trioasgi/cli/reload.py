@@ -18,10 +18,10 @@ from pathlib import Path
 
 import trio
 
-from ..cli.process import WorkerProcess, spawn_worker
 from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import logger
+from .process import WorkerProcess, spawn_worker
 
 
 def _import_watchfiles():

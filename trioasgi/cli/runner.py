@@ -19,11 +19,11 @@ if sys.version_info < (3, 11):
 
 from ..asgi.importer import AppImportError, import_app
 from ..asgi.lifespan import LifespanFailure
-from ..cli.process import FORCE, READY, STOP
 from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import logger
 from ..serving.server import Server
+from .process import FORCE, READY, STOP
 
 #: Exit statuses: 1 for "could not start" (bad app, bad address), 2 for a bad
 #: command line (argparse's convention), 3 for a failed lifespan startup

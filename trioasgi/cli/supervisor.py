@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import trio
 
-from ..cli.process import WorkerProcess, spawn_worker
 from ..core.config import Config
 from ..core.logs import logger
+from .process import WorkerProcess, spawn_worker
 
 #: A worker that dies within this many seconds of listening (or before) "died young".
 YOUNG_SECONDS = 1.0

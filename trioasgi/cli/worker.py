@@ -11,10 +11,10 @@ import signal
 import socket
 import sys
 
-from ..cli.process import config_from_spec
-from ..cli.runner import EXIT_STARTUP_ERROR, fail, load_app, run_server
 from ..core.errors import ConfigError
 from ..core.logs import configure_logging
+from .process import config_from_spec
+from .runner import EXIT_STARTUP_ERROR, fail, load_app, run_server
 
 
 def main(argv: list[str]) -> int:

@@ -79,6 +79,22 @@ class Config:
     #: does not set them itself (a ``server`` or ``date`` here replaces ours).
     headers: list[tuple[str, str]] = field(default_factory=list)
 
+    # -- HTTP/2 (docs/http2.md) --
+    #: Offer HTTP/2: ALPN ``h2`` over TLS, prior knowledge and ``Upgrade: h2c`` in cleartext.
+    http2: bool = True
+    #: Streams one connection may have open at once; more are refused (RST_STREAM).
+    h2_max_concurrent_streams: int = 100
+    #: Largest header list (HPACK-decoded, RFC 9113 6.5.2 counting) a request may have.
+    h2_max_header_list_size: int = 64 * 1024
+    #: Largest frame payload the client may send (16 KiB to 16 MiB).
+    h2_max_inbound_frame_size: int = 16 * 1024
+    #: How much of a request body one stream may send ahead of its app.
+    h2_initial_window_size: int = 256 * 1024
+    #: How much of all request bodies one connection may send ahead of its apps.
+    h2_connection_window_size: int = 1024 * 1024
+    #: How much response data one connection may hold unwritten; past it senders wait.
+    h2_max_connection_buffer: int = 1024 * 1024
+
     # -- WebSocket --
     ws: Literal["auto", "wsproto", "none"] = "auto"
     ws_max_size: int = 16 * 1024 * 1024
@@ -161,6 +177,7 @@ class Config:
             _check_positive("graceful shutdown timeout", self.timeout_graceful_shutdown, zero=True)
         if self.h11_max_incomplete_event_size < 1024:
             raise ConfigError("h11 max incomplete event size must be at least 1024 bytes")
+        self._validate_http2()
         self._validate_websocket()
 
     def _validate_binding(self) -> None:
@@ -196,6 +213,34 @@ class Config:
     def _validate_proxy(self) -> None:
 
         TrustedProxies(self.forwarded_allow_ips)
+
+    def _validate_http2(self) -> None:
+        if self.h2_max_concurrent_streams < 1:
+            raise ConfigError(
+                "h2 max concurrent streams must be at least 1, "
+                f"not {self.h2_max_concurrent_streams}"
+            )
+        if self.h2_max_header_list_size < 1024:
+            raise ConfigError(
+                "h2 max header list size must be at least 1024 bytes, "
+                f"not {self.h2_max_header_list_size}"
+            )
+        if not 2**14 <= self.h2_max_inbound_frame_size <= 2**24 - 1:
+            raise ConfigError(
+                "h2 max inbound frame size must be between 16384 and 16777215 bytes "
+                f"(RFC 9113), not {self.h2_max_inbound_frame_size}"
+            )
+        for what, value in (
+            ("h2 initial window size", self.h2_initial_window_size),
+            ("h2 connection window size", self.h2_connection_window_size),
+        ):
+            if not 65535 <= value <= 2**31 - 1:
+                raise ConfigError(f"{what} must be between 65535 and 2147483647 bytes, not {value}")
+        if self.h2_max_connection_buffer < 16 * 1024:
+            raise ConfigError(
+                "h2 max connection buffer must be at least 16384 bytes, "
+                f"not {self.h2_max_connection_buffer}"
+            )
 
     def _validate_websocket(self) -> None:
         if self.ws not in ("auto", "wsproto", "none"):

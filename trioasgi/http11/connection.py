@@ -32,6 +32,7 @@ from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ..websocket.handshake import is_websocket_upgrade
 from ..websocket.session import WebSocketSession
 from .cycle import H11Cycle
+from .handover import PREFACE_HEAD, SWITCHING_TO_H2C, HTTP2Handover, h2c_settings, is_preface
 from .parser_pool import ParserPool
 from .strict import FieldFacts, Rejection, RequestLimits, check_request
 from .writer import DefaultHeaders
@@ -82,6 +83,7 @@ class HTTPConnection:
         "client",
         "ctx",
         "h11",
+        "handover",
         "plain_socket",
         "proxy_trusted",
         "scheme",
@@ -133,6 +135,8 @@ class HTTPConnection:
         self.plain_socket = plain_socket(stream)
         self._websocket_enabled = ctx.config.ws != "none"
         self._websocket: WebSocketSession | None = None
+        #: Set when the connection turns out to be HTTP/2's: the server runs that on it.
+        self.handover: HTTP2Handover | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -155,7 +159,8 @@ class HTTPConnection:
                 if pending is None:
                     break
         finally:
-            await self._close()
+            if self.handover is None:
+                await self._close()
 
     async def _serve_requests(
         self, scope: trio.CancelScope, pending: _HeadEvent | None
@@ -198,6 +203,10 @@ class HTTPConnection:
             pending = None
             checked = self._check(request)
             if type(checked) is Rejection:
+                if self._fresh and is_preface(request) and self._may_switch_to_http2():
+                    # HTTP/2 with prior knowledge: the rest of the preface is in the parser.
+                    self.handover = HTTP2Handover(PREFACE_HEAD + bytes(self.h11.trailing_data[0]))
+                    return None
                 await self.send_error(checked.status, checked.reason)
                 return None
             keep_going = await self._respond(request, checked)
@@ -208,9 +217,14 @@ class HTTPConnection:
     async def _respond(self, request: RequestHead, fields: FieldFacts) -> bool:
         """Serve one request; whether the connection can carry another."""
         self.h11.begin_response(request, fields)
-        if fields.upgrade and self._websocket_enabled and is_websocket_upgrade(request.headers):
-            await self._run_websocket(request)
-            return False
+        if fields.upgrade:
+            if self._websocket_enabled and is_websocket_upgrade(request.headers):
+                await self._run_websocket(request)
+                return False
+            if self._may_switch_to_http2():
+                settings = h2c_settings(request)
+                if settings is not None:
+                    return await self._upgrade_to_http2(request, settings)
         cycle = H11Cycle(self, request, fields.proxied)
         await cycle.run()
         if cycle.yield_owed:
@@ -231,6 +245,26 @@ class HTTPConnection:
             self._end_idle_wait(self._idle_scope)
         if self._websocket is not None:
             self._websocket.begin_shutdown()
+
+    def _may_switch_to_http2(self) -> bool:
+        """HTTP/2 on this connection: in cleartext only (TLS chose with ALPN), when it is on."""
+        return self.tls is None and self.ctx.config.http2 and not self.shutting_down
+
+    async def _upgrade_to_http2(self, request: RequestHead, settings: bytes) -> bool:
+        """Answer ``Upgrade: h2c`` with 101 and hand the request over as HTTP/2's stream 1."""
+        try:
+            end = self.h11.next_event()
+        except h11.RemoteProtocolError:
+            end = None
+        if type(end) is not h11.EndOfMessage:
+            await self.send_error(400, "an h2c upgrade request cannot have a body")
+            return False
+        try:
+            await self.stream.send_all(SWITCHING_TO_H2C)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        self.handover = HTTP2Handover(bytes(self.h11.trailing_data[0]), (request, settings))
+        return False
 
     async def _run_websocket(self, request: RequestHead) -> None:
         """Hand the connection over to a WebSocket session; it never comes back to HTTP."""

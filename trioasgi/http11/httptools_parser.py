@@ -29,8 +29,9 @@ import h11
 import httptools
 
 from ..asgi.request import RequestHead
-from ..http11.strict import FieldFacts
-from ..http11.writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from .handover import PREFACE_HEAD
+from .strict import FieldFacts
+from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -265,6 +266,14 @@ class HttptoolsConnection:
             else:
                 self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", 400))
         except httptools.HttpParserError as exc:
+            if not self._events and data.startswith(PREFACE_HEAD):
+                # llhttp stops at HTTP/2's preface; h11 reads its first line as a
+                # head: the connection tells it from a request the same way.
+                self._parser = httptools.HttpRequestParser(self)
+                self._in_head = False
+                self._unparsed = data[len(PREFACE_HEAD) :] + self._unparsed
+                self._events.append(RequestHead(b"PRI", b"*", b"2.0", []))
+                return
             self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", _status_for(exc)))
 
     def _limit_partial_head(self, size: int) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.config import Config
-from ..http11.parsers import new_parser
-from ..http11.writer import NO_DEFAULT_HEADERS, DefaultHeaders
+from .parsers import new_parser
+from .writer import NO_DEFAULT_HEADERS, DefaultHeaders
 
 #: The most parsers kept for later; more than this many connections going
 #: idle at once drop theirs, and new ones are built when they are needed.

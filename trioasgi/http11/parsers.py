@@ -19,8 +19,8 @@ import h11
 
 from ..asgi.request import RequestHead
 from ..core.config import Config
-from ..http11.strict import FieldFacts
-from ..http11.writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from .strict import FieldFacts
+from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
 
 class H11Connection:
@@ -144,7 +144,7 @@ def new_parser(config: Config, parser: str, defaults: DefaultHeaders = NO_DEFAUL
     ``defaults`` are the headers its responses get unless they set them.
     """
     if parser == "httptools":
-        from ..http11.httptools_parser import HttptoolsConnection
+        from .httptools_parser import HttptoolsConnection
 
         return HttptoolsConnection(
             max_incomplete_event_size=config.h11_max_incomplete_event_size,

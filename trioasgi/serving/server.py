@@ -31,10 +31,11 @@ from ..asgi.interface import adapt_interface
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..core.config import Config
 from ..core.logs import TRACE, logger
+from ..http2.connection import HTTP2Connection
 from ..http11.connection import HTTPConnection
-from ..serving.context import ServerContext
-from ..serving.listeners import Listener, open_listeners
-from ..serving.tls import load_tls, tls_extension
+from .context import ServerContext
+from .listeners import Listener, open_listeners
+from .tls import load_tls, tls_extension
 
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -60,7 +61,7 @@ class Server:
         self.tls = load_tls(config)
         self.scheme = "https" if self.tls is not None else "http"
         self.addresses: list[tuple[str, int | None]] = []
-        self._connections: set[HTTPConnection] = set()
+        self._connections: set[HTTPConnection | HTTP2Connection] = set()
         self._local_addresses: dict[tuple[str, int], tuple[str, int]] = {}
         self._shutdown_requested = trio.Event()
         self._root_scope = trio.CancelScope()
@@ -215,9 +216,29 @@ class Server:
             if self._shutdown_requested.is_set():
                 connection.begin_shutdown()
             await connection.run()
+            if type(connection) is HTTPConnection and connection.handover is not None:
+                # The HTTP/1.1 connection found HTTP/2 (prior knowledge, or h2c).
+                self._connections.discard(connection)
+                connection = self._switch_to_http2(connection)
+                self._connections.add(connection)
+                if self._shutdown_requested.is_set():
+                    connection.begin_shutdown()
+                await connection.run()
         finally:
             self._connections.discard(connection)
             self.ctx.open_connections -= 1
+
+    def _switch_to_http2(self, connection: HTTPConnection) -> HTTP2Connection:
+        handover = connection.handover
+        assert handover is not None
+        return HTTP2Connection(
+            connection.stream,
+            self.ctx,
+            client=connection.client,
+            server=connection.server,
+            received=handover.received,
+            upgrade=handover.upgrade,
+        )
 
     def _addresses(
         self, stream: trio.SocketStream, listener: Listener
@@ -245,14 +266,18 @@ class Server:
 
     async def _new_tls_connection(
         self, stream: trio.SocketStream, listener: Listener
-    ) -> HTTPConnection | None:
-        """The connection once the TLS handshake is done, or None if it failed."""
+    ) -> HTTPConnection | HTTP2Connection | None:
+        """The connection once the TLS handshake is done, or None if it failed.
+
+        Its protocol is the one ALPN chose: ``h2`` is offered first.
+        """
         assert self.tls is not None
         client, server = self._addresses(stream, listener)
         tls_stream = await self._tls_handshake(stream, client)
         if tls_stream is None:
             return None
-        return HTTPConnection(
+        kind = HTTP2Connection if tls_stream.selected_alpn_protocol() == "h2" else HTTPConnection
+        return kind(
             tls_stream,
             self.ctx,
             client=client,

@@ -87,7 +87,8 @@ def load_tls(config: Config) -> TLSSettings | None:
             raise ConfigError(
                 f"no usable cipher in the TLS cipher list {config.ssl_ciphers!r}"
             ) from None
-    context.set_alpn_protocols(["http/1.1"])
+    # h2 first: a client that speaks both gets HTTP/2 (docs/http2.md).
+    context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return TLSSettings(
         context=context,
         server_cert=_first_pem_certificate(certfile),
