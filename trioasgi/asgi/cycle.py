@@ -38,6 +38,7 @@ class CycleConnection(Connection, Protocol):
 class ResponseState(enum.Enum):
     START = "waiting for http.response.start"
     BODY = "waiting for http.response.body"
+    TRAILERS = "waiting for http.response.trailers"
     COMPLETE = "complete"
 
 
@@ -45,6 +46,7 @@ class ResponseState(enum.Enum):
 # has a ``__getattr__``, which makes each ``ResponseState.START`` lookup some
 # ten times the cost of reading a global.
 START, BODY, COMPLETE = ResponseState.START, ResponseState.BODY, ResponseState.COMPLETE
+TRAILERS = ResponseState.TRAILERS
 
 
 class RequestCycle:
@@ -63,6 +65,8 @@ class RequestCycle:
         "_response",
         "_response_complete",
         "_stashed_event",
+        "_trailer_fields",
+        "_trailers",
         "_writing",
         "body_bytes",
         "conn",
@@ -94,6 +98,8 @@ class RequestCycle:
         # The bookkeeping of the protocols' receive() and send(), set here
         # once rather than in a second __init__ per protocol (a call per request).
         self._pending_head = b""  # the validated response head, until the first body
+        self._trailers = False  # the app said it will send http.response.trailers
+        self._trailer_fields: Any = None  # those received while ``more_trailers``
         self._writing = False  # a write is in progress (a second sender is a bug)
         self._body_complete = False  # the request body has been read to its end
         self._stashed_event: Any = None  # a body event read ahead of the app
@@ -123,7 +129,7 @@ class RequestCycle:
             if self._response is START:
                 logger.error("ASGI application returned without starting a response")
                 await self._fail()
-            elif self._response is BODY:
+            elif self._response is BODY or self._response is TRAILERS:
                 logger.error("ASGI application returned without completing the response")
                 self.keep_alive = False
 
@@ -160,6 +166,10 @@ class RequestCycle:
             self._response = BODY
             if status in NO_BODY_STATUSES:
                 self._discard_body = True
+            if message.get("trailers"):
+                self._trailers = True
+        elif message_type == "http.response.trailers" and self._response is TRAILERS:
+            await self._send_trailers(message)
         else:
             raise RuntimeError(
                 f"unexpected ASGI message {message_type!r} while the response is "
@@ -171,7 +181,15 @@ class RequestCycle:
         raise NotImplementedError
 
     async def _send_body(self, message: dict[str, Any]) -> None:
-        """Write a body message (with the head, the first time); raise if the client is gone."""
+        """Write a body message (with the head, the first time); raise if the client is gone.
+
+        The last one (``more_body`` false) leaves the response ``COMPLETE``, or
+        waiting for ``TRAILERS`` if the app said it would send them.
+        """
+        raise NotImplementedError
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        """Write (or, where the protocol cannot carry them, drop) a trailers message."""
         raise NotImplementedError
 
     # -- the end of the exchange ----------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import h11
 import trio
 
-from ..asgi.cycle import BODY, COMPLETE, START, CycleConnection, RequestCycle
+from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, CycleConnection, RequestCycle
 from ..core.errors import ClientDisconnected
 from ..core.socket_io import write_socket
 
@@ -32,7 +32,15 @@ from ..core.socket_io import write_socket
 PIPELINE_READ_LIMIT = 64 * 1024
 
 # The module-level names the per-request code reads (globals are cheap).
-_START, _BODY, _COMPLETE = START, BODY, COMPLETE
+_START, _BODY, _COMPLETE, _TRAILERS = START, BODY, COMPLETE, TRAILERS
+
+
+def _asks_for_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request said ``TE: trailers`` (RFC 9110, 10.1.4)."""
+    return any(
+        name == b"te" and b"trailers" in [t.strip().lower() for t in value.split(b",")]
+        for name, value in headers
+    )
 
 
 class H11Connection(CycleConnection, Protocol):
@@ -191,6 +199,9 @@ class H11Cycle(RequestCycle):
         self._pending_head = h11conn.send_response(status, headers, close=conn.shutting_down)
 
     async def _send_body(self, message: dict[str, Any]) -> None:
+        if self._trailers:
+            await self._send_body_before_trailers(message)
+            return
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         h11conn = self.conn.h11
@@ -217,6 +228,44 @@ class H11Cycle(RequestCycle):
                 self._response_complete.set()
             if self._measure:
                 self._log_access()
+
+    async def _send_body_before_trailers(self, message: dict[str, Any]) -> None:
+        """A body message of a response whose app will send trailers: the body never ends here."""
+        body = b"" if self._discard_body else message.get("body", b"")
+        data = self._pending_head
+        self._pending_head = b""
+        if body:
+            data += self.conn.h11.send_body(body, False)
+            if self._measure:
+                self.body_bytes += len(body)
+        if not message.get("more_body", False):
+            self._response = _TRAILERS
+        if data:
+            self._head_written = True
+            if not await self._write(data):
+                raise ClientDisconnected("the client has disconnected")
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        """The trailer section if the client asked for one (``TE: trailers``), else the end."""
+        if self._trailer_fields is None:
+            self._trailer_fields = []
+        self._trailer_fields += [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+        if message.get("more_trailers", False):
+            return
+        h11conn = self.conn.h11
+        if _asks_for_trailers(self.request.headers):
+            data = h11conn.end_with_trailers(self._trailer_fields)
+        else:
+            data = h11conn.send_body(b"", True)
+        self._response = _COMPLETE
+        if not await self._write(data):
+            raise ClientDisconnected("the client has disconnected")
+        if h11conn.our_state is h11.MUST_CLOSE:
+            self.keep_alive = False
+        if self._response_complete is not None:
+            self._response_complete.set()
+        if self._measure:
+            self._log_access()
 
     async def _write(self, data: bytes) -> bool:
         """Hand bytes to the socket; False if the client is gone."""

@@ -99,6 +99,9 @@ class HttptoolsConnection:
 
     # -- h11.Connection's interface -----------------------------------------
 
+    def end_with_trailers(self, fields: Any) -> bytes:
+        return self._writer.end_with_trailers(fields)
+
     @property
     def our_state(self) -> Any:
         return self._writer.our_state

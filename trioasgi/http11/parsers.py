@@ -43,6 +43,9 @@ class H11Connection:
         self.send_response = writer.send_response
         self.send_body = writer.send_body
 
+    def end_with_trailers(self, fields: Any) -> bytes:
+        return self._writer.end_with_trailers(fields)
+
     @property
     def our_state(self) -> Any:
         return self._writer.our_state

@@ -325,6 +325,19 @@ class ResponseWriter:
             self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
         return data
 
+    def end_with_trailers(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The end of a chunked body with a trailer section (RFC 9112, 7.1.2).
+
+        The caller sends trailers only to a client that said ``TE: trailers``
+        and on a chunked response; with any other framing they are dropped
+        and the body simply ends.
+        """
+        if self.framing != "chunked":
+            return self.send_body(b"", True)
+        lines = [validated_header(bytes(name), bytes(value))[1] for name, value in fields]
+        data = self.send_body(b"", True)  # the same checks and state change
+        return data[: -len(b"\r\n")] + b"".join(lines) + b"\r\n"
+
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
             return _CONTINUE

@@ -49,6 +49,7 @@ from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
 from .request import H2Request, parse_request
 from .stream import H2Stream
+from .websocket import run_websocket
 
 #: The largest stream id (RFC 9113, 5.1.1): the first GOAWAY of a shutdown names it.
 MAX_STREAM_ID = 2**31 - 1
@@ -130,6 +131,8 @@ class HTTP2Connection:
         self._sock = plain_socket(stream)
         #: The running streams, by id.
         self.streams: dict[int, H2Stream] = {}
+        #: The WebSocket sessions among them (``websocket.session.WebSocketSession``).
+        self.websockets: set[Any] = set()
         self._nursery: trio.Nursery | None = None
         # What the writer has to write, and what it is writing now.
         self._outbox = bytearray()
@@ -195,6 +198,8 @@ class HTTP2Connection:
         if self.shutting_down:
             return
         self.shutting_down = True
+        for session in list(self.websockets):
+            session.begin_shutdown()  # 1012, as over HTTP/1.1
         if self._nursery is None or self._closing:
             self._idle_scope.cancel()
             return
@@ -360,7 +365,6 @@ class HTTP2Connection:
         if request.protocol != b"websocket" or self.config.ws == "none":
             await stream.send_error(501, "unsupported :protocol")
             return
-        from .websocket import run_websocket
 
         await run_websocket(self, stream, request.head)
 

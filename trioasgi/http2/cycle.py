@@ -15,13 +15,13 @@ from typing import Any
 
 import trio
 
-from ..asgi.cycle import BODY, COMPLETE, START, RequestCycle
+from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, RequestCycle
 from ..asgi.request import RequestHead
 from ..core.errors import ClientDisconnected
 from .stream import H2Stream
 
 # The module-level names the per-request code reads (globals are cheap).
-_START, _BODY, _COMPLETE = START, BODY, COMPLETE
+_START, _BODY, _COMPLETE, _TRAILERS = START, BODY, COMPLETE, TRAILERS
 
 #: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2):
 #: an app written for HTTP/1.1 may set them; they are dropped, not sent.
@@ -36,6 +36,29 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
 
 
+def response_head(status: int, headers: Any, defaults: Any) -> list[tuple[bytes, bytes]]:
+    """The header block of a response: ``:status``, the app's fields checked, the defaults.
+
+    ``ValueError`` for a status or field HTTP/2 cannot carry; the fields of
+    an HTTP/1.1 connection are dropped (RFC 9113, 8.2.2).
+    """
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"invalid response status {status!r}")
+    block = [(b":status", _STATUS_BYTES[status])]
+    present = set()
+    for name, value in headers:
+        name = bytes(name).lower()
+        value = bytes(value)
+        if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+            raise ValueError(f"invalid response header {name!r}: {value!r}")
+        if name in _CONNECTION_FIELDS:
+            continue
+        present.add(name)
+        block.append((name, value.strip(b" \t")))
+    block += defaults.pairs(without=present)
+    return block
+
+
 class H2Cycle(RequestCycle):
     """Runs the app for one request on an HTTP/2 stream."""
 
@@ -45,6 +68,7 @@ class H2Cycle(RequestCycle):
 
     def __init__(self, stream: H2Stream, request: RequestHead) -> None:
         super().__init__(stream, request)
+        self.scope.setdefault("extensions", {})["http.response.trailers"] = {}
 
     # -- receive ------------------------------------------------------------
 
@@ -96,21 +120,7 @@ class H2Cycle(RequestCycle):
     # -- send -----------------------------------------------------------------
 
     def _start_response(self, status: int, headers: Any) -> None:
-        if type(status) is not int or not 200 <= status <= 599:
-            raise ValueError(f"invalid response status {status!r}")
-        block = [(b":status", _STATUS_BYTES[status])]
-        present = set()
-        for name, value in headers:
-            name = bytes(name).lower()
-            value = bytes(value)
-            if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
-            if name in _CONNECTION_FIELDS:
-                continue
-            present.add(name)
-            block.append((name, value.strip(b" \t")))
-        block += self.conn.ctx.response_defaults.pairs(without=present)
-        self._pending_head = block
+        self._pending_head = response_head(status, headers, self.conn.ctx.response_defaults)
 
     async def _send_body(self, message: dict[str, Any]) -> None:
         body = message.get("body", b"")
@@ -118,26 +128,52 @@ class H2Cycle(RequestCycle):
         stream = self.conn
         if self._discard_body:
             body = b""
+        # The last body message ends the stream, unless trailers follow.
+        end = not more_body and not self._trailers
         head = self._pending_head
         if not more_body:
-            self._response = _COMPLETE
+            self._response = _TRAILERS if self._trailers else _COMPLETE
         try:
             if head:
                 self._pending_head = b""
                 self._head_written = True
-                stream.send_headers(head, end_stream=not body and not more_body)
-                if (body or not more_body) and body:
-                    await stream.send_data(body, end_stream=not more_body)
-            elif body or not more_body:
-                await stream.send_data(body, end_stream=not more_body)
+                stream.send_headers(head, end_stream=end and not body)
+                if body:
+                    await stream.send_data(body, end_stream=end)
+            elif body or end:
+                await stream.send_data(body, end_stream=end)
         except ClientDisconnected:
             self._mark_disconnected()
             raise
         if body and self._measure:
             self.body_bytes += len(body)
-        if not more_body:
-            stream.notify()  # a receive() waiting for the end of the response
-            if self._response_complete is not None:
-                self._response_complete.set()
-            if self._measure:
-                self._log_access()
+        if end:
+            self._response_sent()
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        """Trailers go out as the stream's last HEADERS frame (RFC 9113, 8.1)."""
+        if self._trailer_fields is None:
+            self._trailer_fields = []
+        for name, value in message.get("headers", ()):
+            name = bytes(name).lower()
+            value = bytes(value)
+            if name[:1] == b":" or not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+                raise ValueError(f"invalid trailer {name!r}: {value!r}")
+            if name not in _CONNECTION_FIELDS:
+                self._trailer_fields.append((name, value))
+        if message.get("more_trailers", False):
+            return
+        self._response = _COMPLETE
+        try:
+            self.conn.send_headers(self._trailer_fields, end_stream=True)
+        except ClientDisconnected:
+            self._mark_disconnected()
+            raise
+        self._response_sent()
+
+    def _response_sent(self) -> None:
+        self.conn.notify()  # a receive() waiting for the end of the response
+        if self._response_complete is not None:
+            self._response_complete.set()
+        if self._measure:
+            self._log_access()

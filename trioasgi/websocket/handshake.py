@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import h11
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection as Frames
 from wsproto.events import AcceptConnection, RejectConnection, RejectData
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
@@ -76,6 +77,36 @@ def _offered_subprotocols(request: RequestHead) -> list[str]:
     return offered
 
 
+class Handshake(Protocol):
+    """One opening handshake as the session drives it, whatever carries the WebSocket.
+
+    Each method returns the bytes the session writes next on its stream:
+    HTTP/1.1's handshake makes the whole response; HTTP/2's sends its
+    HEADERS itself and returns only body bytes (``http2.websocket``).
+    """
+
+    request: RequestHead
+
+    def start(self) -> HandshakeError | None: ...
+
+    def accept(
+        self,
+        subprotocol: str | None,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        deflate: bool,
+        max_size: int,
+    ) -> bytes: ...
+
+    def frames(self) -> Frames: ...
+
+    def reject(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes: ...
+
+    def reject_body(self, body: bytes, *, finished: bool) -> bytes: ...
+
+    def refuse(self, status: int) -> bytes: ...
+
+
 @dataclass
 class HandshakeError:
     """Why an upgrade request cannot become a WebSocket, and the bytes that say so."""
@@ -129,6 +160,12 @@ class ServerHandshake:
             )
         except LocalProtocolError as exc:
             raise ValueError(f"cannot accept the WebSocket: {exc}") from None
+
+    def frames(self) -> Frames:
+        """The frames layer, once accepted."""
+        connection = self.ws.connection
+        assert connection is not None
+        return connection
 
     def reject(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The head of the app's own HTTP response (denial extension); a body follows."""

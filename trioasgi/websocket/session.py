@@ -52,7 +52,7 @@ from ..asgi.request import RequestHead
 from ..core.errors import ClientDisconnected
 from ..core.logs import TRACE, access_logger, logger
 from ..core.socket_io import plain_socket, write_socket
-from .handshake import ServerHandshake, UpgradeConnection, websocket_scope
+from .handshake import Handshake, ServerHandshake, UpgradeConnection, websocket_scope
 from .io import SocketReader, WriteLock
 from .messages import MessageAssembler, outgoing_message, payload_size
 
@@ -93,12 +93,18 @@ _CONNECTED, _CLOSED = _State.CONNECTED, _State.CLOSED
 class WebSocketSession:
     """Runs the app for one upgrade request on an :class:`HTTPConnection`."""
 
-    def __init__(self, conn: UpgradeConnection, request: RequestHead, trailing: bytes) -> None:
+    def __init__(
+        self,
+        conn: UpgradeConnection,
+        request: RequestHead,
+        trailing: bytes,
+        handshake: Handshake | None = None,
+    ) -> None:
         self.conn = conn
         self.config = conn.ctx.config
         self.stream = conn.stream
-        self.handshake = ServerHandshake(request, conn.ctx)
-        self.ws = self.handshake.ws
+        # HTTP/1.1's upgrade unless the transport brings its own (HTTP/2's CONNECT).
+        self.handshake = handshake if handshake is not None else ServerHandshake(request, conn.ctx)
         self.scope = websocket_scope(conn, request)
         self._state = _HANDSHAKE
         self._connect_delivered = False
@@ -242,7 +248,7 @@ class WebSocketSession:
             deflate=self.config.ws_per_message_deflate,
             max_size=self.config.ws_max_size,
         )
-        self._frames = self.ws.connection
+        self._frames = self.handshake.frames()
         self._state = _CONNECTED
         self._accepted = True
         self._log_access(101)
