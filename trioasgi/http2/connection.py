@@ -47,7 +47,7 @@ from ..core.logs import TRACE, logger
 from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket, write_socket
 from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
-from .request import H2Request, parse_request
+from .request import H2Request, parse_request, trailers_are_valid
 from .stream import H2Stream
 from .websocket import run_websocket
 
@@ -69,9 +69,15 @@ class _ServerConnection(h2.connection.H2Connection):
     count, which also forgets the streams that have closed.
     """
 
+    _new_streams = 0
+
     @property
     def open_inbound_streams(self) -> int:
-        super().open_inbound_streams  # noqa: B018 (forgets closed streams)
+        # h2's count walks every stream: done for every 16th new stream only,
+        # for its side effect (closed streams are forgotten).
+        self._new_streams += 1
+        if not self._new_streams % 16:
+            super().open_inbound_streams  # noqa: B018
         return 0
 
 
@@ -110,7 +116,10 @@ class HTTP2Connection:
             h2.config.H2Configuration(
                 client_side=False,
                 header_encoding=None,
-                # Our own response checks (``cycle``) are the outbound ones.
+                # Our own checks are the inbound (``request``) and outbound
+                # (``cycle``) ones, in one pass each.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
                 validate_outbound_headers=False,
                 normalize_outbound_headers=False,
             )
@@ -401,6 +410,14 @@ class HTTP2Connection:
             return
         stream.data_received(event.data, size, bool(event.stream_ended))
 
+    def _on_trailers(self, event: h2.events.TrailersReceived, starting: list) -> None:
+        """Request trailers: checked, then dropped (ASGI has no request trailers)."""
+        if not trailers_are_valid(event.headers):
+            self._refuse_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR, "malformed trailers")
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.was_reset()
+
     def _on_stream_ended(self, event: h2.events.StreamEnded, starting: list) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
@@ -520,6 +537,7 @@ class HTTP2Connection:
 _HANDLERS: dict[type, Callable[[HTTP2Connection, Any, list], None]] = {
     h2.events.RequestReceived: HTTP2Connection._on_request,
     h2.events.DataReceived: HTTP2Connection._on_data,
+    h2.events.TrailersReceived: HTTP2Connection._on_trailers,
     h2.events.StreamEnded: HTTP2Connection._on_stream_ended,
     h2.events.StreamReset: HTTP2Connection._on_reset,
     h2.events.WindowUpdated: HTTP2Connection._on_window,
