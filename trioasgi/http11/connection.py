@@ -32,7 +32,14 @@ from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ..websocket.handshake import is_websocket_upgrade
 from ..websocket.session import WebSocketSession
 from .cycle import H11Cycle
-from .handover import PREFACE_HEAD, SWITCHING_TO_H2C, HTTP2Handover, h2c_settings, is_preface
+from .handover import (
+    PREFACE_HEAD,
+    SWITCHING_TO_H2C,
+    HTTP2Handover,
+    NotHTTP1,
+    h2c_settings,
+    is_preface,
+)
 from .parser_pool import ParserPool
 from .strict import FieldFacts, Rejection, RequestLimits, check_request
 from .writer import DefaultHeaders
@@ -193,6 +200,9 @@ class HTTPConnection:
                 if pending is None:
                     return None
             if type(pending) is not RequestHead:
+                if type(pending) is NotHTTP1 and self._fresh and self._may_switch_to_http2():
+                    logger.log(TRACE, "%s: neither HTTP/1.1 nor HTTP/2: closing", self.client)
+                    return None
                 if isinstance(pending, h11.RemoteProtocolError):
                     await self.send_error(pending.error_status_hint, str(pending))
                 # ConnectionClosed; nothing else can come before a request.

@@ -23,6 +23,8 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+import h11
+
 from ..asgi.request import RequestHead
 
 #: The preface's first line and blank line, as a parser reads it (RFC 9113, 3.4).
@@ -32,6 +34,17 @@ PREFACE_HEAD = b"PRI * HTTP/2.0\r\n\r\n"
 SWITCHING_TO_H2C = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 )
+
+
+class NotHTTP1(h11.RemoteProtocolError):
+    """The bytes are no HTTP/1.x request line: no method llhttp knows, or no ``HTTP/1.`` in it.
+
+    On a connection's first bytes, with HTTP/2 on in cleartext, such a
+    client speaks neither HTTP/1.1 nor HTTP/2 (whose preface the connection
+    knows): it is closed without an HTTP/1.1 answer it could not read, as
+    an HTTP/2 server closes on a bad preface (RFC 9113, 3.4). Later on a
+    connection, or with HTTP/2 off, it is the usual ``400``.
+    """
 
 
 @dataclass

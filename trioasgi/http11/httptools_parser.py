@@ -29,7 +29,7 @@ import h11
 import httptools
 
 from ..asgi.request import RequestHead
-from .handover import PREFACE_HEAD
+from .handover import PREFACE_HEAD, NotHTTP1
 from .strict import FieldFacts
 from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
@@ -268,6 +268,8 @@ class HttptoolsConnection:
                 self._events.append(h11.RemoteProtocolError(str(cause), cause.error_status_hint))
             else:
                 self._events.append(h11.RemoteProtocolError(f"bad request: {exc}", 400))
+        except httptools.HttpParserInvalidMethodError as exc:
+            self._events.append(NotHTTP1(f"bad request: {exc}", 400))  # see NotHTTP1
         except httptools.HttpParserError as exc:
             if not self._events and data.startswith(PREFACE_HEAD):
                 # llhttp stops at HTTP/2's preface; h11 reads its first line as a

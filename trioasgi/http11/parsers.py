@@ -19,6 +19,7 @@ import h11
 
 from ..asgi.request import RequestHead
 from ..core.config import Config
+from .handover import NotHTTP1
 from .strict import FieldFacts
 from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
@@ -86,7 +87,13 @@ class H11Connection:
 
     def next_event(self) -> Any:
         """h11's next event, a request as a :class:`RequestHead`."""
-        event = self._h11.next_event()
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            line = bytes(self._h11._receive_buffer).partition(b"\n")[0]
+            if str(exc).startswith("illegal request line") and b"HTTP/1." not in line:
+                raise NotHTTP1(str(exc), 400) from exc
+            raise
         if type(event) is h11.Request:
             return from_h11(event)
         return event
