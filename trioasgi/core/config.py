@@ -57,7 +57,8 @@ class Config:
     # -- TLS --
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    ssl_keyfile_password: str | None = None
+    #: Kept out of ``repr()`` (and so out of any log line that shows a Config).
+    ssl_keyfile_password: str | None = field(default=None, repr=False)
     ssl_ca_certs: str | None = None
     #: 0: no client certificate, 1: optional, 2: required (``ssl.CERT_*``).
     ssl_cert_reqs: int = 0
