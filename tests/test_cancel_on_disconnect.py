@@ -209,3 +209,22 @@ async def test_the_watchers_cost_per_keep_alive_request(monkeypatch) -> None:
     assert counter.spawns == REQUESTS  # one watcher per request, only with the option
     assert syscalls.writes == REQUESTS
     assert syscalls.reads <= 2 * REQUESTS
+
+
+async def test_an_app_that_stops_at_http_disconnect_is_not_an_error(
+    caplog: pytest.LogCaptureFixture, autojump_clock
+) -> None:
+    """The client left mid-upload and the app returned: nothing to log as an error."""
+
+    async def app(scope, receive, send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async with trio.open_nursery() as nursery:
+        conn = MemoryConnection(app, nursery)
+        await conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes!")
+        await trio.testing.wait_all_tasks_blocked()
+        await conn.client.aclose()
+        with trio.fail_after(10):
+            await conn.finished.wait()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -142,7 +142,13 @@ class RequestCycle:
             logger.exception("Exception in ASGI application")
             await self._fail()
         else:
-            if self._response is START:
+            if self.disconnected and self._response is not COMPLETE:
+                # The client left first (an app that stops at http.disconnect):
+                # nobody is waiting for the response, and nothing is wrong.
+                logger.debug("client %s went away before the response", self.conn.client)
+                self.keep_alive = False
+                self._set_response_complete()
+            elif self._response is START:
                 logger.error("ASGI application returned without starting a response")
                 await self._fail()
             elif self._response is BODY or self._response is TRAILERS:
