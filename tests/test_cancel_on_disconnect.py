@@ -26,6 +26,8 @@ from tests.test_hot_path_guard import (
     _one_request,
     counting,
 )
+from tests.test_websocket_frames import WSMemoryPeer
+from tests.ws_apps import Recorder, echo_app
 
 SLOW = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
 FAST = b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -228,3 +230,16 @@ async def test_an_app_that_stops_at_http_disconnect_is_not_an_error(
         with trio.fail_after(10):
             await conn.finished.wait()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_websocket_sessions_are_not_cancelled(autojump_clock) -> None:
+    """A WebSocket app hears its client leave as websocket.disconnect, option or not."""
+    recorder = Recorder()
+    async with trio.open_nursery() as nursery:
+        peer = WSMemoryPeer(echo_app(recorder), nursery, cancel_on_disconnect=True)
+        await peer.handshake()
+        await trio.testing.wait_all_tasks_blocked()
+        await peer.client.aclose()
+        with trio.fail_after(10):
+            await peer.finished.wait()
+    assert recorder.disconnect is not None and recorder.disconnect["code"] == 1006
