@@ -17,6 +17,8 @@ import logging
 import time
 from typing import Any, Protocol
 
+import trio
+
 from ..core.access_log import format_access_line
 from ..core.errors import ClientDisconnected
 from ..core.logs import access_logger, logger
@@ -68,6 +70,7 @@ class RequestCycle:
         "_trailer_fields",
         "_trailers",
         "_writing",
+        "app_scope",
         "body_bytes",
         "conn",
         "disconnected",
@@ -86,6 +89,9 @@ class RequestCycle:
         self.keep_alive = True
         self.status: int | None = None
         self.disconnected = False
+        #: With ``cancel_on_disconnect``: the scope the app's call runs in,
+        #: which :meth:`client_left` cancels. None otherwise (no scope entered).
+        self.app_scope: trio.CancelScope | None = None
         self._response = START
         # Created only if a task waits for it.
         self._response_complete: Any = None
@@ -114,7 +120,17 @@ class RequestCycle:
 
     async def run(self) -> None:
         try:
-            await self.conn.ctx.app(self.scope, self.receive, self.send)
+            app_scope = self.app_scope
+            if app_scope is None:
+                await self.conn.ctx.app(self.scope, self.receive, self.send)
+            else:
+                with app_scope:
+                    await self.conn.ctx.app(self.scope, self.receive, self.send)
+                if app_scope.cancel_called:
+                    # Handled below as any error an app raises once its
+                    # client is gone: logged at debug level, no 500, and
+                    # the access line shows the request cut short.
+                    raise ClientDisconnected("the client left: the app's call was cancelled")
         except Exception as exc:
             if self.disconnected:
                 # What an app raises once its client is gone (our
@@ -126,7 +142,13 @@ class RequestCycle:
             logger.exception("Exception in ASGI application")
             await self._fail()
         else:
-            if self._response is START:
+            if self.disconnected and self._response is not COMPLETE:
+                # The client left first (an app that stops at http.disconnect):
+                # nobody is waiting for the response, and nothing is wrong.
+                logger.debug("client %s went away before the response", self.conn.client)
+                self.keep_alive = False
+                self._set_response_complete()
+            elif self._response is START:
                 logger.error("ASGI application returned without starting a response")
                 await self._fail()
             elif self._response is BODY or self._response is TRAILERS:
@@ -201,6 +223,22 @@ class RequestCycle:
     def _mark_disconnected(self) -> None:
         self.disconnected = True
         self.keep_alive = False
+
+    def response_complete(self) -> bool:
+        """Whether the app has sent the whole response."""
+        return self._response is COMPLETE
+
+    def client_left(self) -> None:
+        """The client went away (EOF, a reset, a failed write; HTTP/2: the stream's reset).
+
+        The app's ``receive()`` returns ``http.disconnect`` from now on and its
+        ``send()`` raises. With ``cancel_on_disconnect`` and the response not
+        yet complete, the app's call is cancelled too: ``trio.Cancelled`` at
+        its next checkpoint, so its ``finally`` blocks and context managers run.
+        """
+        self._mark_disconnected()
+        if self.app_scope is not None and self._response is not COMPLETE:
+            self.app_scope.cancel()
 
     def _log_access(self) -> None:
         if (

@@ -223,6 +223,13 @@ def _add_http_flags(group: argparse._ArgumentGroup) -> None:
         help="add a date header to responses that have none (default: on)",
     )
     group.add_argument(
+        "--cancel-on-disconnect",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.cancel_on_disconnect,
+        help="cancel the app's call for a request whose client leaves before the response "
+        "is complete: trio.Cancelled at its next checkpoint (default: off)",
+    )
+    group.add_argument(
         "--header",
         dest="headers",
         action="append",

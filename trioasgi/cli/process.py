@@ -1,9 +1,12 @@
 """A server worker as the parent process sees it: spawn, readiness, signals, exit.
 
-A worker is a fresh Python process (``python -m trioasgi.cli.worker``) that
+A worker is a fresh Python process (``python -m trioasgi.cli.worker FD``) that
 serves the app on listening sockets its parent bound and passed down as
-inherited file descriptors. A socketpair links the two: the worker writes
-``R`` once it listens; the parent writes ``S`` to ask for a graceful
+inherited file descriptors. A socketpair links the two (``FD`` is the
+worker's end). The parent first writes the worker's settings into it, so
+that no secret (``ssl_keyfile_password``) is ever on a command line, which
+any local user can read with ``ps``, or in the worker's environment. Then
+the worker writes ``R`` once it listens; the parent writes ``S`` to ask for a graceful
 shutdown and ``F`` to force one, and the worker also shuts down gracefully
 when it reads EOF, so it never outlives a parent that was killed.
 
@@ -21,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +37,12 @@ READY = b"R"
 STOP = b"S"
 FORCE = b"F"
 
+#: A worker's exit status when it cannot serve whatever we try: its app
+#: could not be loaded, or its settings were refused (gunicorn's boot error).
+#: Every worker would fail the same way, so the supervisor stops rather than
+#: restarting it; it exits with the single-process status (1) itself.
+EXIT_WORKER_BOOT_ERROR = 4
+
 
 def worker_config(config: Config, fds: Sequence[int]) -> Config:
     """The worker's settings: the parent's, serving the inherited sockets (``fd://N``)."""
@@ -41,9 +51,51 @@ def worker_config(config: Config, fds: Sequence[int]) -> Config:
     )
 
 
-def worker_spec(app: str, config: Config, channel_fd: int) -> str:
-    """What the worker needs, as one command-line argument."""
-    return json.dumps({"app": app, "config": dataclasses.asdict(config), "channel": channel_fd})
+#: Environment variables a worker does not get: its settings come over the
+#: socketpair, and a secret in its environment would be readable in
+#: ``/proc/PID/environ`` by the same user (and in crash reports).
+SECRET_VARIABLES = frozenset({"TRIO_ASGI_SSL_KEYFILE_PASSWORD"})
+
+#: The settings' length prefix on the socketpair: 4 bytes, big-endian.
+_LENGTH = struct.Struct("!I")
+#: Far above any real settings (a few KiB): a bigger length is not ours.
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+
+
+def worker_spec(app: str, config: Config) -> bytes:
+    """What the worker needs, as the length-prefixed JSON written into its socketpair."""
+    data = json.dumps({"app": app, "config": dataclasses.asdict(config)}).encode()
+    return _LENGTH.pack(len(data)) + data
+
+
+def read_spec(channel: socket.socket) -> dict:
+    """The worker's side of :func:`worker_spec`: read it from the (blocking) socketpair.
+
+    Raises ``ValueError`` if what arrives is not a spec (the parent died, or
+    the process was started by hand).
+    """
+    (size,) = _LENGTH.unpack(_read_exactly(channel, _LENGTH.size))
+    if size > MAX_SPEC_BYTES:
+        raise ValueError(f"a settings message of {size} bytes is not ours")
+    spec = json.loads(_read_exactly(channel, size))
+    if not isinstance(spec, dict) or "app" not in spec or "config" not in spec:
+        raise ValueError("the settings message lacks the app or its config")
+    return spec
+
+
+def _read_exactly(channel: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:  # each turn reads at least a byte, or ends
+        chunk = channel.recv(size - len(data))
+        if not chunk:
+            raise ValueError("the supervisor closed the channel before sending the settings")
+        data += chunk
+    return data
+
+
+def worker_environment() -> dict[str, str]:
+    """The worker's environment: ours, without the secrets (see :data:`SECRET_VARIABLES`)."""
+    return {name: value for name, value in os.environ.items() if name not in SECRET_VARIABLES}
 
 
 def config_from_spec(data: dict) -> Config:
@@ -137,11 +189,14 @@ class WorkerProcess:
 async def spawn_worker(app: str, config: Config, fds: Sequence[int]) -> WorkerProcess:
     """Start a worker serving ``app`` on the listening sockets ``fds``; it is not ready yet."""
     ours, theirs = socket.socketpair()
-    spec = worker_spec(app, worker_config(config, fds), theirs.fileno())
     try:
+        # Into the socket's buffer before the worker even runs: a few KiB
+        # that the worker reads first; never blocks.
+        ours.sendall(worker_spec(app, worker_config(config, fds)))
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trioasgi.cli.worker", spec],
+            [sys.executable, "-m", "trioasgi.cli.worker", str(theirs.fileno())],
             pass_fds=[*fds, theirs.fileno()],
+            env=worker_environment(),
         )
     except BaseException:
         ours.close()

@@ -7,7 +7,12 @@ refused. The supervisor
 
 - restarts a worker that exits on its own (crashed, killed, or recycled by
   ``--limit-max-requests``), after a delay that doubles while workers keep
-  dying young, so a crashing app does not spin;
+  dying young, so a crashing app does not spin; during start-up as after it;
+- stops the service only when a worker that never listened says every
+  worker would fail alike: its app could not be loaded (exit status 4,
+  ``EXIT_WORKER_BOOT_ERROR``; the supervisor exits 1) or the app's lifespan
+  startup failed (3; the supervisor exits 3), as gunicorn does with its
+  boot error;
 - on SIGINT/SIGTERM asks every worker to drain gracefully, waits for them
   and exits 0; a second signal makes the workers stop at once;
 - on SIGHUP replaces the workers one at a time, starting the new one and
@@ -25,12 +30,20 @@ import trio
 
 from ..core.config import Config
 from ..core.logs import logger
-from .process import WorkerProcess, spawn_worker
+from .process import EXIT_WORKER_BOOT_ERROR, WorkerProcess, spawn_worker
+from .runner import EXIT_LIFESPAN_FAILED, EXIT_STARTUP_ERROR
 
 #: A worker that dies within this many seconds of listening (or before) "died young".
 YOUNG_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
+
+#: A worker's exit status before it listened → the supervisor's, for the
+#: failures that no restart can mend. Any other exit is replaced.
+FATAL_STARTUP_STATUSES = {
+    EXIT_WORKER_BOOT_ERROR: EXIT_STARTUP_ERROR,
+    EXIT_LIFESPAN_FAILED: EXIT_LIFESPAN_FAILED,
+}
 
 
 class Supervisor:
@@ -43,6 +56,11 @@ class Supervisor:
         self._young_deaths = 0
         self._restarting = False
         self._nursery: trio.Nursery | None = None
+        # Until all N workers first listen: a fatal status stops the service.
+        self._starting = True
+        self._fatal_status: int | None = None
+        # Set (and replaced) whenever a worker becomes ready or exits.
+        self._changed = trio.Event()
 
     async def run(self) -> int:
         """Supervise until told to stop; the exit status (non-zero if startup failed)."""
@@ -62,12 +80,25 @@ class Supervisor:
         return 0
 
     async def _start_all(self) -> int:
-        """Start the workers; 0 once all listen, else the status of one that could not."""
-        starting = [await self._start_worker() for _ in range(self.config.workers)]
-        for worker in starting:
-            if not await worker.wait_ready():
-                return worker.returncode or 1
-        return 0
+        """Start the workers; 0 once N listen, else the status for a failure no restart mends.
+
+        A worker that dies otherwise meanwhile (a signal, the OOM killer, a
+        crash) is replaced by its watcher, and its replacement counts.
+        """
+        for _ in range(self.config.workers):
+            await self._start_worker()
+        # Each turn waits for a worker to become ready or to exit.
+        while self._fatal_status is None and self._ready_count() < self.config.workers:
+            await self._changed.wait()
+        self._starting = False
+        return self._fatal_status or 0
+
+    def _ready_count(self) -> int:
+        return sum(1 for worker in self.workers if worker.ready.is_set() and worker.running)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def _start_worker(self) -> WorkerProcess:
         assert self._nursery is not None
@@ -81,10 +112,22 @@ class Supervisor:
         return worker
 
     async def _watch(self, worker: WorkerProcess) -> None:
-        await worker.run()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._notice_ready, worker)
+            await worker.run()
+            nursery.cancel_scope.cancel()
         self.workers.discard(worker)
+        self._notify()
         if worker.retiring or self.stopping:
             logger.info("Worker [%d] stopped", worker.pid)
+            return
+        fatal = FATAL_STARTUP_STATUSES.get(worker.returncode)  # type: ignore[arg-type]
+        if self._starting and fatal is not None and not worker.ready.is_set():
+            logger.error(
+                "Worker [%d] %s while starting: stopping", worker.pid, worker.describe_exit()
+            )
+            self._fatal_status = fatal
+            self._notify()
             return
         delay = self._restart_delay(worker)
         if worker.returncode == 0:
@@ -96,6 +139,10 @@ class Supervisor:
         await trio.sleep(delay)
         if not self.stopping:
             await self._start_worker()
+
+    async def _notice_ready(self, worker: WorkerProcess) -> None:
+        await worker.ready.wait()
+        self._notify()
 
     def _restart_delay(self, worker: WorkerProcess) -> float:
         if worker.returncode == 0:  # recycled on purpose

@@ -57,7 +57,8 @@ class Config:
     # -- TLS --
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    ssl_keyfile_password: str | None = None
+    #: Kept out of ``repr()`` (and so out of any log line that shows a Config).
+    ssl_keyfile_password: str | None = field(default=None, repr=False)
     ssl_ca_certs: str | None = None
     #: 0: no client certificate, 1: optional, 2: required (``ssl.CERT_*``).
     ssl_cert_reqs: int = 0
@@ -78,6 +79,10 @@ class Config:
     #: Extra default headers, ``(name, value)``: added to every response that
     #: does not set them itself (a ``server`` or ``date`` here replaces ours).
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Cancel the app's call for a request whose client leaves before its
+    #: response is complete (HTTP/1.1: EOF or reset; HTTP/2: RST_STREAM).
+    #: Off by default: ASGI lets an app run to its end.
+    cancel_on_disconnect: bool = False
 
     # -- HTTP/2 (docs/http2.md) --
     #: Offer HTTP/2: ALPN ``h2`` over TLS, prior knowledge and ``Upgrade: h2c`` in cleartext.

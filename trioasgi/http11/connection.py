@@ -32,6 +32,7 @@ from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
 from ..websocket.handshake import is_websocket_upgrade
 from ..websocket.session import WebSocketSession
 from .cycle import H11Cycle
+from .disconnect import run_watched
 from .handover import (
     PREFACE_HEAD,
     SWITCHING_TO_H2C,
@@ -79,8 +80,10 @@ class HTTPConnection:
     # Slots: an idle keep-alive connection is mostly this object, its task
     # and its parser, and a server may hold many thousands of them.
     __slots__ = (
+        "_cancel_on_disconnect",
         "_fresh",
         "_idle_scope",
+        "_last_read",
         "_linger",
         "_read_done",
         "_reading",
@@ -136,6 +139,12 @@ class HTTPConnection:
         # ``receive()`` from two tasks (a body reader and a disconnect watcher).
         self._reading = False
         self._read_done: trio.Event | None = None
+        # Whether the last read brought bytes (False: EOF), for a task that
+        # waited for another's read rather than reading itself.
+        self._last_read = True
+        # Decided once per connection: without the option no request pays
+        # for the watcher (see http11.disconnect).
+        self._cancel_on_disconnect = ctx.config.cancel_on_disconnect
         # Whether closing must wait for the client to stop sending (see _close).
         self._linger = False
         # A plain (not TLS) socket is read and written directly (see _socket_io).
@@ -236,7 +245,10 @@ class HTTPConnection:
                 if settings is not None:
                     return await self._upgrade_to_http2(request, settings)
         cycle = H11Cycle(self, request, fields.proxied)
-        await cycle.run()
+        if self._cancel_on_disconnect:
+            await run_watched(self, cycle)
+        else:
+            await cycle.run()
         if cycle.yield_owed:
             # The response's last write did not yield; yielding here, on a
             # short stack, still lets the client send its next request before
@@ -383,12 +395,14 @@ class HTTPConnection:
         """Read once from the socket into h11; False once the peer has closed.
 
         Concurrent callers are serialized: the second waits for the first's
-        read rather than reading the socket at the same time.
+        read rather than reading the socket at the same time, and takes that
+        read as its own (what it brought is in h11 already; reading again
+        could wait for bytes the client will never send).
         ``nothing_there``: a read just found nothing, wait before reading.
         """
-        while self._reading:
-            assert self._read_done is not None
-            await self._read_done.wait()
+        if self._reading:
+            await self.wait_for_read()
+            return self._last_read
         self._reading = True
         try:
             sock = self.plain_socket
@@ -403,7 +417,15 @@ class HTTPConnection:
             if self._read_done is not None:
                 self._read_done.set()
                 self._read_done = None
-        return self._to_parser(data)
+        # Set before any waiter runs: it is woken above but runs only once we yield.
+        self._last_read = got_data = self._to_parser(data)
+        return got_data
+
+    async def wait_for_read(self) -> None:
+        """Wait until the next read of the socket, by any task, is done."""
+        if self._read_done is None:
+            self._read_done = trio.Event()
+        await self._read_done.wait()
 
     def _to_parser(self, data: bytes) -> bool:
         """Hand what a read returned (``b""`` at EOF) to the parser; whether it was bytes."""

@@ -125,11 +125,11 @@ class H11Cycle(RequestCycle):
                 if type(event) in (h11.Data, h11.EndOfMessage):
                     return event
                 # ConnectionClosed: the client left in the middle of the body.
-                self._mark_disconnected()
+                self.client_left()
                 return None
         except h11.RemoteProtocolError as exc:
             if h11conn.their_state is h11.ERROR and self._peer_closed():
-                self._mark_disconnected()
+                self.client_left()
                 return None
             # A malformed body: refuse it if the app has not answered yet.
             await self._refuse(exc.error_status_hint, str(exc))
@@ -180,7 +180,7 @@ class H11Cycle(RequestCycle):
                 return
             before = len(conn.h11.trailing_data[0])
             if not await conn.receive_into_h11():
-                self._mark_disconnected()
+                self.client_left()
                 return
             self._pipelined_bytes += len(conn.h11.trailing_data[0]) - before
 
@@ -285,7 +285,7 @@ class H11Cycle(RequestCycle):
             else:
                 await conn.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._mark_disconnected()
+            self.client_left()
             return False
         finally:
             self._writing = False

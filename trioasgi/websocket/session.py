@@ -122,6 +122,10 @@ class WebSocketSession:
         self._more_buffered = False  # wsproto holds bytes we stopped parsing: queue full
         self._peer_done = False  # no more frames to read: close frame, EOF or error
         self._protocol_error = False
+        # A protocol error met behind messages the app has not received yet:
+        # its close code and reason, for once the app has had them (see
+        # _handle_control). Nothing more is read meanwhile.
+        self._pending_failure: tuple[int, str] | None = None
         self._drained = 0
         self._inbox: deque[dict[str, Any]] = deque()
         self._message_taken: trio.Event | None = None
@@ -202,6 +206,11 @@ class WebSocketSession:
                         "code": self._close_code if self._close_code is not None else ABNORMAL,
                         "reason": self._close_reason,
                     }
+                if self._pending_failure is not None:
+                    # The app has received (and answered) every message that
+                    # came before the peer's protocol error: fail it now.
+                    await self._close(*self._pending_failure)
+                    continue
                 await self._read_turn()
         message = inbox.popleft()
         if self._message_taken is not None:
@@ -284,6 +293,11 @@ class WebSocketSession:
         anything (:meth:`_finish_after_app`). The write is shielded: it may
         run inside a read turn that its task's owner cancels.
         """
+        if self._pending_failure is not None:
+            # The peer broke the protocol: that, not the app's or the
+            # server's reason, is why the connection ends.
+            code, reason = self._pending_failure
+            self._pending_failure = None
         self._state = _CLOSED
         self._end_for_app(code, reason)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
@@ -454,7 +468,14 @@ class WebSocketSession:
             logger.debug("WebSocket protocol error from %s: %s", self.conn.client, event.reason)
             self._peer_done = False  # we still wait for its close frame, or EOF
             self._protocol_error = True
-            await self._close(int(event.code), event.reason or "protocol error")
+            failure = (int(event.code), event.reason or "protocol error")
+            if self._inbox:
+                # Messages that arrived whole before the bad frame are the
+                # app's, and it may answer them (an echo): the connection
+                # fails once it has received them (receive(), or _close).
+                self._pending_failure = failure
+                return False
+            await self._close(*failure)
         else:
             # CLOSED: the answer to our close frame, or the socket's EOF (1006).
             self._end_for_app(int(event.code), event.reason or "")
@@ -524,7 +545,11 @@ class WebSocketSession:
     async def _read_until_pong(self) -> None:
         """Read (if the app does not) until the pong, pausing while the queue is full."""
         while not self._pong.is_set() and self._close_code is None:
-            if self._more_buffered and not self._queue_has_room():
+            # Nothing to read while the queue is full, or while a protocol
+            # error waits for the app to take the messages before it.
+            if (
+                self._more_buffered and not self._queue_has_room()
+            ) or self._pending_failure is not None:
                 self._paused_during_ping = True
                 self._message_taken = trio.Event()
                 try:
