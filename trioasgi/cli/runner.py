@@ -35,6 +35,8 @@ EXIT_LIFESPAN_FAILED = 3
 
 def fail(status: int, sentence: str) -> int:
     """Print one error sentence on stderr; return ``status`` for the caller to exit with."""
+    if sentence.endswith(("?.", "!.")):  # a question asked, then the callers' full stop
+        sentence = sentence[:-1]
     sys.stderr.write(f"trio-asgi: error: {sentence[0].lower()}{sentence[1:]}\n")
     return status
 

@@ -42,6 +42,9 @@ class Supervisor:
         self.stopping = False
         self._young_deaths = 0
         self._restarting = False
+        # Until every first worker listens, one that cannot start ends the
+        # supervisor instead of being restarted (the same fault would recur).
+        self._started = False
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> int:
@@ -55,6 +58,7 @@ class Supervisor:
                     await self._stop_all()
                     nursery.cancel_scope.cancel()
                     return status
+                self._started = True
                 logger.info("Started %d workers", self.config.workers)
                 await self._handle_signals(received)
                 nursery.cancel_scope.cancel()
@@ -85,6 +89,8 @@ class Supervisor:
         self.workers.discard(worker)
         if worker.retiring or self.stopping:
             logger.info("Worker [%d] stopped", worker.pid)
+            return
+        if not self._started:
             return
         delay = self._restart_delay(worker)
         if worker.returncode == 0:
