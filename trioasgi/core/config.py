@@ -20,7 +20,10 @@ from .errors import ConfigError
 from .proxy import TrustedProxies
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-DEFAULT_ACCESS_LOG_FORMAT = '{client} - "{method} {target} HTTP/{http_version}" {status}'
+DEFAULT_ACCESS_LOG_FORMAT = (
+    '{client} - "{method} {target} HTTP/{http_version}" {status} {reason} '
+    "{bytes}B {duration_ms:.1f}ms{cut_short}"
+)
 INTERFACES = ("auto", "asgi3", "asgi2")
 HTTP_PARSERS = ("auto", "h11", "httptools")
 
