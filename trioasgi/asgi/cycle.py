@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from ..core.access_log import CLIENT_CLOSED_REQUEST, format_access_line
+from ..core.access_log import CLIENT_CLOSED_REQUEST, NO_RESPONSE, format_access_line
 from ..core.errors import ClientDisconnected
 from ..core.logs import access_logger, logger
 from .context import Connection
@@ -225,8 +225,8 @@ class RequestCycle:
             return
         if self.status is None:
             # Nothing was sent: the client left first (nginx's 499), or the
-            # task was cancelled before the app started a response (0).
-            self.status = CLIENT_CLOSED_REQUEST if self.disconnected else 0
+            # task was cancelled before the app started a response (444).
+            self.status = CLIENT_CLOSED_REQUEST if self.disconnected else NO_RESPONSE
         line = format_access_line(self.conn.ctx.config.access_log_format, self, cut_short)
         access_logger.info("%s", line, extra={"status_code": self.status})
 

@@ -31,6 +31,9 @@ from .process import FORCE, READY, STOP
 EXIT_STARTUP_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LIFESPAN_FAILED = 3
+#: A forced shutdown (a second SIGINT or SIGTERM) exits with 128 + that
+#: signal's number, as a shell reports a process the signal killed: 130 or 143.
+EXIT_FORCED_BASE = 128
 
 
 def fail(status: int, sentence: str) -> int:
@@ -70,11 +73,13 @@ def run_server(
     except ConfigError as exc:
         return fail(EXIT_STARTUP_ERROR, f"{exc}.")
     try:
-        trio.run(_serve_with_signals, server, parent, signals)
+        forced_by = trio.run(_serve_with_signals, server, parent, signals)
     except BaseException as exc:
         # Nurseries wrap what they raise in exception groups; the user wants
         # the one thing that went wrong.
         return exit_status_for(exc)
+    if server.forced:
+        return EXIT_FORCED_BASE + (forced_by or signal.SIGTERM)
     return 0
 
 
@@ -100,10 +105,12 @@ def _sole_exception(exc: BaseException) -> BaseException:
 
 async def _serve_with_signals(
     server: Server, parent: socket.socket | None, signals: Sequence[int]
-) -> None:
+) -> int | None:
+    """Serve until stopped; the signal that forced the stop, if one did."""
+    forced_by: list[int] = []
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, received, server)
+            nursery.start_soon(_watch_signals, received, server, forced_by)
             async with trio.open_nursery() as serving:
                 await serving.start(server.serve, server.wait_for_shutdown_request)
                 if parent is not None:
@@ -111,10 +118,11 @@ async def _serve_with_signals(
                     await link.send(READY)
                     nursery.start_soon(_watch_parent, link, server)
             nursery.cancel_scope.cancel()
-    logger.info("Stopped")
+    logger.info("Stopped (forced)" if server.forced else "Stopped")
+    return forced_by[0] if forced_by else None
 
 
-async def _watch_signals(signals: AsyncIterator[int], server: Server) -> None:
+async def _watch_signals(signals: AsyncIterator[int], server: Server, forced_by: list[int]) -> None:
     """First SIGINT/SIGTERM: graceful shutdown. Second: stop at once."""
     signalled = False
     async for signum in signals:
@@ -122,8 +130,8 @@ async def _watch_signals(signals: AsyncIterator[int], server: Server) -> None:
         # Only our own earlier signal counts: a worker that the supervisor
         # asked to stop may still get the same SIGTERM from systemd.
         if signalled:
-            logger.warning("Received %s again: exiting now", name)
-            server.force_exit()
+            forced_by.append(signum)
+            server.force_exit(f"Received {name} again")
             return
         signalled = True
         logger.info("Received %s: shutting down gracefully (again to force)", name)
@@ -138,7 +146,7 @@ async def _watch_parent(link: trio.socket.SocketType, server: Server) -> None:
         except OSError:
             data = b""
         if FORCE in data:
-            server.force_exit()
+            server.force_exit("The supervisor asked to stop at once")
             return
         if STOP in data:
             server.request_shutdown()

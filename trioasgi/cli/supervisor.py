@@ -45,6 +45,8 @@ class Supervisor:
         # Until every first worker listens, one that cannot start ends the
         # supervisor instead of being restarted (the same fault would recur).
         self._started = False
+        #: The second signal that forced the workers to stop, if one did.
+        self._forced_by: int | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> int:
@@ -63,7 +65,8 @@ class Supervisor:
                 await self._handle_signals(received)
                 nursery.cancel_scope.cancel()
         logger.info("All workers stopped")
-        return 0
+        # 128 + the signal, as runner.EXIT_FORCED_BASE: the stop was forced.
+        return 128 + self._forced_by if self._forced_by is not None else 0
 
     async def _start_all(self) -> int:
         """Start the workers; 0 once all listen, else the status of one that could not."""
@@ -134,6 +137,7 @@ class Supervisor:
     async def _forward_again(self, received: AsyncIterator[int]) -> None:
         async for signum in received:
             if signum != signal.SIGHUP:
+                self._forced_by = signum
                 logger.warning(
                     "Received %s again: telling the workers to exit now",
                     signal.Signals(signum).name,

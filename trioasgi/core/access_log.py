@@ -7,8 +7,9 @@ when the access log is enabled. A template is checked at startup by
 formatting it once with sample values, so one that cannot format a real line
 (``{status:>5s}``: the status is a number) never reaches a request.
 
-A response cut short says so in ``{cut_short}``; when the client left before
-any status was sent, the status is 499, as nginx writes it.
+A response cut short says so in ``{cut_short}``. When no status was sent the
+line has nginx's: 499 if the client left first, 444 if the server closed the
+connection (a forced shutdown).
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ class Exchange(Protocol):
 
 #: nginx's status for "the client closed the connection before a response was sent".
 CLIENT_CLOSED_REQUEST = 499
+#: nginx's status for "the server closed the connection without a response"
+#: (here: a shutdown cancelled the request before the app answered).
+NO_RESPONSE = 444
 
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 _PHRASES[CLIENT_CLOSED_REQUEST] = "Client Closed Request"
+_PHRASES[NO_RESPONSE] = "No Response"
 
 
 def reason_phrase(status: int) -> str:

@@ -68,6 +68,8 @@ class Server:
         self._startup_failure: LifespanFailure | None = None
         self._trigger_scope = trio.CancelScope()
         self._acceptors: trio.CancelScope | None = None
+        #: force_exit() was called: what was in flight was cut short.
+        self.forced = False
 
     @property
     def shutdown_requested(self) -> bool:
@@ -99,8 +101,19 @@ class Server:
         for connection in list(self._connections):
             connection.begin_shutdown()
 
-    def force_exit(self) -> None:
-        """Stop now: cancel every connection and skip the lifespan shutdown."""
+    def force_exit(self, why: str = "Asked to stop at once") -> None:
+        """Stop now: cancel every connection and skip the lifespan shutdown.
+
+        ``why`` begins the one line that says the shutdown was forced.
+        """
+        if not self.forced:
+            self.forced = True
+            logger.warning(
+                "%s: shutdown forced, exiting now; cut short: %d open connection(s) "
+                "and the application's lifespan shutdown",
+                why,
+                len(self._connections),
+            )
         self._shutdown_requested.set()
         self._root_scope.cancel()
 
