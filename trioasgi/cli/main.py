@@ -47,14 +47,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         parser.error(str(exc))
     if config.reload or config.workers > 1:
-        return _run_processes(args.app, config)
+        return serve_processes(args.app, config)
     app = load_app(args.app, config)
     if app is None:
         return EXIT_STARTUP_ERROR
     return run_server(app, config)
 
 
-def _run_processes(target: str, config: Config) -> int:
+def serve_processes(target: str, config: Config) -> int:
     """Bind once here, then serve from worker processes (``--workers`` or ``--reload``)."""
     failure = _check_before_listening(target, config)
     if failure is not None:
