@@ -6,6 +6,7 @@ or reloader. First SIGINT/SIGTERM: graceful shutdown; second: stop at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -72,6 +73,8 @@ def run_server(
         server = Server(app, config)
     except ConfigError as exc:
         return fail(EXIT_STARTUP_ERROR, f"{exc}.")
+    if parent is not None:
+        server.worker_pid = os.getpid()
     try:
         forced_by = trio.run(_serve_with_signals, server, parent, signals)
     except BaseException as exc:

@@ -83,6 +83,7 @@ class HTTPConnection:
         "_websocket",
         "_websocket_enabled",
         "client",
+        "close_reason",
         "ctx",
         "h11",
         "handover",
@@ -139,6 +140,8 @@ class HTTPConnection:
         self._websocket: WebSocketSession | None = None
         #: Set when the connection turns out to be HTTP/2's: the server runs that on it.
         self.handover: HTTP2Handover | None = None
+        #: Why the connection ended, for the debug log; set on the way out.
+        self.close_reason = "the client closed it"
 
     # -- life cycle -------------------------------------------------------
 
@@ -197,7 +200,7 @@ class HTTPConnection:
             if type(pending) is not RequestHead:
                 if isinstance(pending, h11.RemoteProtocolError):
                     await self._answer_error(pending.error_status_hint, str(pending))
-                # ConnectionClosed; nothing else can come before a request.
+                # ConnectionClosed: close_reason stands; nothing else can come before a request.
                 return None
             request = pending
             # Nothing of the last request may stay reachable while the
@@ -221,6 +224,7 @@ class HTTPConnection:
         self.h11.begin_response(request, fields)
         if fields.upgrade:
             if self._websocket_enabled and is_websocket_upgrade(request.headers):
+                self.close_reason = "the WebSocket ended"
                 await self._run_websocket(request)
                 return False
             if self._may_switch_to_http2():
@@ -236,6 +240,7 @@ class HTTPConnection:
             await trio.lowlevel.cancel_shielded_checkpoint()
         self._fresh = False
         if not cycle.keep_alive or self.shutting_down:
+            self.close_reason = _end_of_cycle(cycle.disconnected, self.shutting_down)
             return False
         # Usually the request was read to its end already: no coroutine for that.
         return self.h11.try_start_next_cycle() or await self._finish_request()
@@ -526,6 +531,7 @@ class HTTPConnection:
         h11conn = self.h11
         silent = h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]
         if silent and (not self._fresh or self.shutting_down):
+            self.close_reason = "server shutdown" if self.shutting_down else "idle timeout"
             logger.log(TRACE, "closing idle connection from %s", self.client)
         else:
             await self._answer_error(408, "request head not received in time")
@@ -537,6 +543,7 @@ class HTTPConnection:
     ) -> None:
         """A response the server makes itself, outside any request cycle, and its access line."""
         config = self.ctx.config
+        self.close_reason = f"answered {status} ({detail})"
         started = time.perf_counter() if config.access_log else 0.0
         sent = await self.send_error(status, detail)
         if config.access_log:
@@ -558,6 +565,14 @@ class HTTPConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return 0
         return 0 if scope.cancelled_caught else len(error_body(status))
+
+
+def _end_of_cycle(disconnected: bool, shutting_down: bool) -> str:
+    if disconnected:
+        return "the client left during a response"
+    if shutting_down:
+        return "server shutdown"
+    return "the response closes it"
 
 
 def error_body(status: int) -> bytes:
