@@ -103,7 +103,7 @@ class Reloader:
             *self.directories,
             watch_filter=self.watch_filter,
             stop_event=self._stop_watching,
-            step=50,
+            step=max(1, round(self.config.reload_delay * 1000)),
         ):
             names = sorted({Path(path).name for _, path in changes})
             logger.info("Detected changes in %s: reloading", ", ".join(names))

@@ -6,6 +6,7 @@ or reloader. First SIGINT/SIGTERM: graceful shutdown; second: stop at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import logger
 from ..serving.server import Server
-from .process import FORCE, READY, STOP
+from .process import FORCE, PING, PONG, READY, STOP
 
 #: Exit statuses: 1 for "could not start" (bad app, bad address), 2 for a bad
 #: command line (argparse's convention), 3 for a failed lifespan startup
@@ -151,6 +152,9 @@ async def _watch_parent(link: trio.socket.SocketType, server: Server) -> None:
         if FORCE in data:
             server.force_exit("The supervisor asked to stop at once")
             return
+        if PING in data:
+            with contextlib.suppress(OSError):
+                await link.send(PONG)
         if STOP in data:
             server.request_shutdown()
         if not data:

@@ -10,6 +10,8 @@ refused. The supervisor
   dying young, so a crashing app does not spin;
 - on SIGINT/SIGTERM asks every worker to drain gracefully, waits for them
   and exits 0; a second signal makes the workers stop at once;
+- kills (and so replaces) a worker whose event loop stops answering its
+  pings within ``--timeout-worker-healthcheck``;
 - on SIGHUP replaces the workers one at a time, starting the new one and
   waiting until it listens before stopping an old one, so there are never
   fewer than N workers serving.
@@ -31,6 +33,8 @@ from .process import WorkerProcess, spawn_worker
 YOUNG_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
+#: How often each worker is pinged (``--timeout-worker-healthcheck`` bounds the answer).
+HEALTHCHECK_INTERVAL_SECONDS = 1.0
 
 
 class Supervisor:
@@ -82,6 +86,8 @@ class Supervisor:
         self.workers.add(worker)
         logger.info("Started worker [%d]", worker.pid)
         self._nursery.start_soon(self._watch, worker)
+        if self.config.timeout_worker_healthcheck is not None:
+            self._nursery.start_soon(self._check_health, worker)
         if self.stopping:
             worker.retiring = True
             worker.terminate()
@@ -105,6 +111,25 @@ class Supervisor:
         await trio.sleep(delay)
         if not self.stopping:
             await self._start_worker()
+
+    async def _check_health(self, worker: WorkerProcess) -> None:
+        """Kill a worker whose event loop stops answering; ``_watch`` then replaces it."""
+        timeout = self.config.timeout_worker_healthcheck
+        assert timeout is not None
+        if not await worker.wait_ready():
+            return
+        while worker.running and not worker.retiring:
+            await trio.sleep(HEALTHCHECK_INTERVAL_SECONDS)
+            if not worker.running or worker.retiring:
+                return
+            if not await worker.answers_ping(timeout):
+                logger.warning(
+                    "Worker [%d] did not answer the health check within %g s: killing it",
+                    worker.pid,
+                    timeout,
+                )
+                worker.send_signal(signal.SIGKILL)
+                return
 
     def _restart_delay(self, worker: WorkerProcess) -> float:
         if worker.returncode == 0:  # recycled on purpose
