@@ -143,3 +143,31 @@ def test_a_format_that_cannot_format_a_line_is_refused_at_startup() -> None:
     with pytest.raises(trioasgi.ConfigError, match=r"cannot format a line: Unknown format code"):
         trioasgi.Config(access_log_format="{client} {status:>5s}")
     trioasgi.Config(access_log_format="{client} {status:>5d} {reason:>20}{cut_short}")
+
+
+def test_the_command_line_refuses_such_a_format_in_one_sentence(capsys) -> None:
+    from trioasgi.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["tests.apps:hello", "--access-log-format", "{client} {status:>5s}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot format a line: Unknown format code 's'" in err
+
+
+async def test_a_line_that_fails_to_format_is_not_the_apps_error(
+    caplog, autojump_clock, monkeypatch
+) -> None:
+    caplog.set_level(logging.ERROR, logger="trioasgi.error")
+    from trioasgi.core import access_log
+
+    # A field that formats the startup sample but fails on a real response.
+    sample = access_log._SAMPLE
+    monkeypatch.setitem(access_log.FIELDS, "status", lambda c: 200 if c is sample else 1 / 0)
+    data = await exchange(
+        apps.hello, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", access_log=True
+    )
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert "Exception in ASGI application" not in caplog.text
+    assert "Could not format the access log line" in caplog.text

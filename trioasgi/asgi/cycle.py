@@ -227,8 +227,7 @@ class RequestCycle:
             # Nothing was sent: the client left first (nginx's 499), or the
             # task was cancelled before the app started a response (444).
             self.status = CLIENT_CLOSED_REQUEST if self.disconnected else NO_RESPONSE
-        line = format_access_line(self.conn.ctx.config.access_log_format, self, cut_short)
-        access_logger.info("%s", line, extra={"status_code": self.status})
+        _write_access_line(self.conn.ctx.config.access_log_format, self, cut_short)
 
 
 class ServerResponse:
@@ -267,5 +266,15 @@ def log_server_response(response: ServerResponse, template: str) -> None:
     """The access line of a response the server made itself."""
     if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
         return
-    line = format_access_line(template, response)
-    access_logger.info("%s", line, extra={"status_code": response.status})
+    _write_access_line(template, response, None)
+
+
+def _write_access_line(template: str, exchange: Any, cut_short: str | None) -> None:
+    try:
+        line = format_access_line(template, exchange, cut_short)
+    except Exception:
+        # The template was tried at startup; should a value still not fit
+        # it, that is the server's configuration, never the app's error.
+        logger.exception("Could not format the access log line")
+        return
+    access_logger.info("%s", line, extra={"status_code": exchange.status})
