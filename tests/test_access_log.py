@@ -171,3 +171,35 @@ async def test_a_line_that_fails_to_format_is_not_the_apps_error(
     assert data.startswith(b"HTTP/1.1 200 ")
     assert "Exception in ASGI application" not in caplog.text
     assert "Could not format the access log line" in caplog.text
+
+
+async def test_http2_responses_the_server_makes_get_a_line_too(caplog) -> None:
+    """A 413 for a declared length over the limit, on an HTTP/2 stream (h2c prior knowledge)."""
+    h2_connection = pytest.importorskip("h2.connection")
+    h2_config = pytest.importorskip("h2.config")
+    h2_events = pytest.importorskip("h2.events")
+
+    client = h2_connection.H2Connection(h2_config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":path", "/up"),
+        (":scheme", "http"),
+        (":authority", "x"),
+        ("content-length", "100"),
+    ]
+    client.send_headers(1, headers)
+    async with running_server(apps.echo, limit_request_body=10, access_log_format=FORMAT) as s:
+        stream = await s.connect()
+        await stream.send_all(client.data_to_send())
+        ended = False
+        with trio.fail_after(10):
+            while not ended:
+                data = await stream.receive_some(65536)
+                assert data, "the server closed before answering"
+                for event in client.receive_data(data):
+                    ended = ended or isinstance(event, h2_events.StreamEnded)
+                await stream.send_all(client.data_to_send())
+    status = HTTPStatus(413)
+    size = len(f"{status.value} {status.phrase}\n")
+    assert access_lines(caplog) == [f"413 {status.phrase} {size} POST /up"]

@@ -12,11 +12,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..cli.main import serve_processes
-from ..cli.runner import EXIT_STARTUP_ERROR, EXIT_USAGE, fail, load_app, run_server
 from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import configure_logging
+from .main import serve_processes
+from .runner import EXIT_STARTUP_ERROR, EXIT_USAGE, fail, load_app, run_server
 
 
 def run(app: Callable[..., Any] | str, config: Config | None = None, **settings: Any) -> None:
