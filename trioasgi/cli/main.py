@@ -66,7 +66,7 @@ def serve_processes(target: str, config: Config) -> int:
     if status == EXIT_LIFESPAN_FAILED:
         return fail(status, "a worker's application startup failed (see above): stopped.")
     if status != 0 and status < 128:
-        return fail(status, f"a worker exited with status {status} before it listened: stopped.")
+        return fail(status, "the workers could not start (see above): stopped.")
     return status
 
 

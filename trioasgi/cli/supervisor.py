@@ -46,9 +46,6 @@ class Supervisor:
         self.stopping = False
         self._young_deaths = 0
         self._restarting = False
-        # Until every first worker listens, one that cannot start ends the
-        # supervisor instead of being restarted (the same fault would recur).
-        self._started = False
         #: The second signal that forced the workers to stop, if one did.
         self._forced_by: int | None = None
         self._nursery: trio.Nursery | None = None
@@ -64,7 +61,6 @@ class Supervisor:
                     await self._stop_all()
                     nursery.cancel_scope.cancel()
                     return status
-                self._started = True
                 logger.info("Started %d workers", self.config.workers)
                 await self._handle_signals(received)
                 nursery.cancel_scope.cancel()
@@ -98,8 +94,6 @@ class Supervisor:
         self.workers.discard(worker)
         if worker.retiring or self.stopping:
             logger.info("Worker [%d] stopped", worker.pid)
-            return
-        if not self._started:
             return
         delay = self._restart_delay(worker)
         if worker.returncode == 0:
