@@ -219,6 +219,10 @@ def test_encrypted_key(certs: Certs, tmp_path: Path, capsys: pytest.CaptureFixtu
         ssl_certfile=certs.certfile, ssl_keyfile=str(encrypted), ssl_keyfile_password="s3cret"
     )
     assert load_tls(settings) is not None
+    assert main([*argv, "--ssl-keyfile-password", "wrong"]) == 1
+    assert capsys.readouterr().err == (
+        f"trio-asgi: error: could not decrypt the key file {encrypted}: wrong password?\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..core.access_log import format_access_line
+from ..core.access_log import CLIENT_CLOSED_REQUEST, NO_RESPONSE, format_access_line
 from ..core.errors import ClientDisconnected
 from ..core.logs import access_logger, logger
 from .context import Connection
@@ -33,8 +33,8 @@ NO_BODY_STATUSES = frozenset({204, 304})
 class CycleConnection(Connection, Protocol):
     """What a request cycle needs of its connection beyond the scope's facts."""
 
-    async def send_error(self, status: int, detail: str) -> None:
-        """Answer with a server-made error response (nothing else has been sent)."""
+    async def send_error(self, status: int, detail: str) -> int:
+        """Answer with a server-made error response (nothing else has been sent); its body bytes."""
 
 
 class ResponseState(enum.Enum):
@@ -119,6 +119,9 @@ class RequestCycle:
     # -- running the app --------------------------------------------------
 
     async def run(self) -> None:
+        # What cut the response short if it ends incomplete: unless the app
+        # raised or returned early, the task was cancelled (shutdown).
+        cut_short = "cancelled"
         try:
             app_scope = self.app_scope
             if app_scope is None:
@@ -132,6 +135,7 @@ class RequestCycle:
                     # the access line shows the request cut short.
                     raise ClientDisconnected("the client left: the app's call was cancelled")
         except Exception as exc:
+            cut_short = "application error"
             if self.disconnected:
                 # What an app raises once its client is gone (our
                 # ClientDisconnected, or its framework's translation of it)
@@ -142,6 +146,7 @@ class RequestCycle:
             logger.exception("Exception in ASGI application")
             await self._fail()
         else:
+            cut_short = "application error"
             if self.disconnected and self._response is not COMPLETE:
                 # The client left first (an app that stops at http.disconnect):
                 # nobody is waiting for the response, and nothing is wrong.
@@ -154,6 +159,11 @@ class RequestCycle:
             elif self._response is BODY or self._response is TRAILERS:
                 logger.error("ASGI application returned without completing the response")
                 self.keep_alive = False
+        finally:
+            # A complete response was logged as it ended (and _measure
+            # cleared): only one cut short is left to log, once.
+            if self._measure:
+                self._log_access("client left" if self.disconnected else cut_short)
 
     async def _fail(self) -> None:
         """Answer 500 if nothing was sent yet; otherwise the response is cut short."""
@@ -161,7 +171,7 @@ class RequestCycle:
         if not self._head_written and not self.disconnected:
             self._response = COMPLETE
             self.status = 500
-            await self.conn.send_error(500, "application error")
+            self.body_bytes = await self.conn.send_error(500, "application error")
             self._log_access()
         self._set_response_complete()
 
@@ -240,12 +250,69 @@ class RequestCycle:
         if self.app_scope is not None and self._response is not COMPLETE:
             self.app_scope.cancel()
 
-    def _log_access(self) -> None:
-        if (
-            not self._measure
-            or access_logger.disabled
-            or not access_logger.isEnabledFor(logging.INFO)
-        ):
+    def _log_access(self, cut_short: str | None = None) -> None:
+        """Write the response's access line (once: a second call does nothing).
+
+        ``cut_short``: why the response did not complete. A client that left
+        before any status was sent gets nginx's 499.
+        """
+        if not self._measure:
             return
-        line = format_access_line(self.conn.ctx.config.access_log_format, self)
-        access_logger.info("%s", line, extra={"status_code": self.status})
+        self._measure = False
+        if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
+            return
+        if self.status is None:
+            # Nothing was sent: the client left first (nginx's 499), or the
+            # task was cancelled before the app started a response (444).
+            self.status = CLIENT_CLOSED_REQUEST if self.disconnected else NO_RESPONSE
+        _write_access_line(self.conn.ctx.config.access_log_format, self, cut_short)
+
+
+class ServerResponse:
+    """A response the server made itself (400, 408, 413, 431, 503), as an access line sees it."""
+
+    __slots__ = ("body_bytes", "request", "scope", "started", "status")
+
+    def __init__(
+        self,
+        conn: Connection,
+        request: RequestHead | None,
+        status: int,
+        body_bytes: int,
+        started: float,
+    ) -> None:
+        # No request head (a malformed or missing one) is logged as "-".
+        self.request = request if request is not None else _NO_REQUEST
+        target = self.request.target
+        path, _, query = target.partition(b"?")
+        self.scope = {
+            # The peer: a head the server refused is not trusted for proxy headers.
+            "client": conn.client,
+            "path": path.decode("latin-1"),
+            "query_string": query,
+            "scheme": conn.scheme,
+        }
+        self.status = status
+        self.body_bytes = body_bytes
+        self.started = started
+
+
+_NO_REQUEST = RequestHead(b"-", b"-", b"-", [])
+
+
+def log_server_response(response: ServerResponse, template: str) -> None:
+    """The access line of a response the server made itself."""
+    if access_logger.disabled or not access_logger.isEnabledFor(logging.INFO):
+        return
+    _write_access_line(template, response, None)
+
+
+def _write_access_line(template: str, exchange: Any, cut_short: str | None) -> None:
+    try:
+        line = format_access_line(template, exchange, cut_short)
+    except Exception:
+        # The template was tried at startup; should a value still not fit
+        # it, that is the server's configuration, never the app's error.
+        logger.exception("Could not format the access log line")
+        return
+    access_logger.info("%s", line, extra={"status_code": exchange.status})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,28 @@ def import_app(target: str, *, factory: bool = False, app_dir: str | None = ".")
     if not callable(app):
         raise AppImportError(f'"{target}" is not an ASGI application: it is not callable')
     return app
+
+
+def check_app_name(target: str, *, app_dir: str | None = ".") -> None:
+    """Raise :class:`AppImportError` unless ``target`` names a module that can be found.
+
+    For a process that starts workers and must not import the app itself
+    (a reloader would keep the old code): the module is looked up, not run.
+    """
+    module_name, sep, attrs = target.partition(":")
+    if not sep or not module_name or not attrs:
+        raise AppImportError(f'application must be given as "MODULE:ATTRIBUTE", not "{target}"')
+    if app_dir is not None and app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    try:
+        # Finding a submodule imports its parent packages, as the worker will.
+        found = importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not _is_prefix(exc.name, module_name):
+            raise
+        found = False
+    if not found:
+        raise AppImportError(f'could not import module "{module_name}"')
 
 
 def _is_prefix(missing: str, wanted: str) -> bool:

@@ -46,6 +46,9 @@ class Lifespan:
         self._shutdown_requested = trio.Event()
         self._answered = trio.Event()
         self._failure: str | None = None
+        # A traceback the app sent as its startup failure message, until it is logged.
+        self._failure_text: str | None = None
+        self._startup_failed = False
 
     async def startup(self, nursery: trio.Nursery) -> None:
         """Start the app's lifespan task in ``nursery`` and wait for its startup answer."""
@@ -63,6 +66,8 @@ class Lifespan:
             )
         if self._failure is not None:
             self._cancel_scope.cancel()
+            if self._failure_text is not None:
+                logger.error("Application startup failed:\n%s", self._failure_text)
             raise LifespanFailure(f"application startup failed: {self._failure}")
 
     async def shutdown(self) -> None:
@@ -96,7 +101,12 @@ class Lifespan:
                 self._answered.set()
 
     def _app_failed(self, exc: Exception) -> None:
-        if self._phase is _Phase.STARTING and self._mode == "auto":
+        if self._startup_failed and self._phase is _Phase.RUNNING:
+            # Raised after sending lifespan.startup.failed (Starlette does):
+            # its traceback, once; the failure message holds the same one.
+            logger.error("Application startup failed", exc_info=exc)
+            self._failure_text = None
+        elif self._phase is _Phase.STARTING and self._mode == "auto":
             logger.info(
                 "ASGI 'lifespan' protocol appears unsupported (%s: %s); running without it",
                 type(exc).__name__,
@@ -130,7 +140,8 @@ class Lifespan:
             "lifespan.startup.failed",
         ):
             if message_type == "lifespan.startup.failed":
-                self._failure = message.get("message") or "no reason given"
+                self._startup_failed = True
+                self._failure, self._failure_text = _failure_sentence(message.get("message"))
             self._phase = _Phase.RUNNING
         elif self._phase is _Phase.SHUTTING_DOWN and message_type in (
             "lifespan.shutdown.complete",
@@ -140,7 +151,23 @@ class Lifespan:
                 self._failure = message.get("message") or "no reason given"
             self._phase = _Phase.DONE
         else:
+            # A forced stop cancels the app wherever it waits, and an app
+            # may answer that with any message (Starlette's shutdown.failed
+            # while running): the cancellation, not the message, is the news.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise RuntimeError(
                 f"unexpected ASGI message {message_type!r} in lifespan phase {self._phase.value!r}"
             )
         self._answered.set()
+
+
+def _failure_sentence(message: str | None) -> tuple[str, str | None]:
+    """The failure to put in one sentence, and the whole text if it is a traceback."""
+    text = (message or "").strip()
+    if not text:
+        return "no reason given", None
+    lines = text.splitlines()
+    if len(lines) == 1:
+        return text, None
+    # A traceback (Starlette sends one): its last line names the exception.
+    return lines[-1].strip(), text

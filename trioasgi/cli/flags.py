@@ -62,7 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_flags(parser.add_argument_group("workers"))
     _add_reload_flags(parser.add_argument_group("reload"))
     _add_config_flags(parser.add_argument_group("configuration"))
+    parser.add_argument(
+        "--loop",
+        action=_NotApplicable,
+        metavar="IMPLEMENTATION",
+        help="uvicorn's event loop choice; refused: trio-asgi runs on trio's own loop, "
+        "so there is no asyncio loop (or uvloop) to choose",
+    )
     return parser
+
+
+class _NotApplicable(argparse.Action):
+    """A uvicorn flag that means nothing here: one sentence saying why, exit status 2."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:  # type: ignore[override]
+        parser.error(
+            f"{option_string} does not apply: trio-asgi runs on trio's own event loop, "
+            "not on asyncio, so there is no loop (or uvloop) to choose"
+        )
 
 
 def _add_application_flags(group: argparse._ArgumentGroup) -> None:
@@ -325,6 +342,14 @@ def _add_websocket_flags(group: argparse._ArgumentGroup) -> None:
         help="close with 1011 if a ping is not answered within this time; 'none' waits for "
         "ever (default: %(default)s)",
     )
+    group.add_argument(
+        "--ws-max-queue",
+        type=int,
+        default=_DEFAULTS.ws_max_queue,
+        metavar="N",
+        help="most incoming messages waiting for the app; then the server stops reading "
+        "and TCP holds the client back (default: %(default)s)",
+    )
 
 
 def _bytes_or_none(text: str) -> int | None:
@@ -429,6 +454,12 @@ def _add_logging_flags(group: argparse._ArgumentGroup) -> None:
         help="configure logging from a logging.config.dictConfig file: JSON, or YAML "
         "(.yaml/.yml) if PyYAML is installed",
     )
+    group.add_argument(
+        "--use-colors",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.use_colors,
+        help="colour the level names (default: only on a terminal, and not with NO_COLOR set)",
+    )
 
 
 def _add_worker_flags(group: argparse._ArgumentGroup) -> None:
@@ -455,6 +486,14 @@ def _add_worker_flags(group: argparse._ArgumentGroup) -> None:
         help="add a random 0 to N to the request limit, so workers do not all recycle at "
         "once (default: %(default)s)",
     )
+    group.add_argument(
+        "--timeout-worker-healthcheck",
+        type=_seconds_or_none,
+        default=_DEFAULTS.timeout_worker_healthcheck,
+        metavar="SECONDS",
+        help="kill and replace a worker that does not answer the supervisor's ping within "
+        "this time; 'none' never checks (default: %(default)s)",
+    )
 
 
 def _add_reload_flags(group: argparse._ArgumentGroup) -> None:
@@ -469,7 +508,7 @@ def _add_reload_flags(group: argparse._ArgumentGroup) -> None:
         dest="reload_dirs",
         action="append",
         metavar="DIR",
-        help="a directory to watch; repeatable (default: the current directory)",
+        help="a directory to watch; repeatable (default: the --app-dir directory)",
     )
     group.add_argument(
         "--reload-include",
@@ -484,6 +523,14 @@ def _add_reload_flags(group: argparse._ArgumentGroup) -> None:
         action="append",
         metavar="GLOB",
         help="ignore file names or paths matching GLOB; repeatable (default: .* *.py[cod] *~)",
+    )
+    group.add_argument(
+        "--reload-delay",
+        type=float,
+        default=_DEFAULTS.reload_delay,
+        metavar="SECONDS",
+        help="after a change, wait this long for more before restarting, so a burst of "
+        "changes restarts once (default: %(default)s)",
     )
 
 

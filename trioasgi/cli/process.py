@@ -6,8 +6,10 @@ inherited file descriptors. A socketpair links the two (``FD`` is the
 worker's end). The parent first writes the worker's settings into it, so
 that no secret (``ssl_keyfile_password``) is ever on a command line, which
 any local user can read with ``ps``, or in the worker's environment. Then
-the worker writes ``R`` once it listens; the parent writes ``S`` to ask for a graceful
-shutdown and ``F`` to force one, and the worker also shuts down gracefully
+the worker writes ``R`` once it listens; the parent writes ``S`` to ask for
+a graceful shutdown and ``F`` to force one, and ``P`` to check that the
+worker's event loop still runs (it answers ``A``), and the worker also shuts
+down gracefully
 when it reads EOF, so it never outlives a parent that was killed.
 
 Asking over the socketpair rather than with SIGTERM matters under systemd,
@@ -36,6 +38,9 @@ from ..core.config import Config
 READY = b"R"
 STOP = b"S"
 FORCE = b"F"
+#: The supervisor's health check, and the worker's answer (from its event loop).
+PING = b"P"
+PONG = b"A"
 
 #: A worker's exit status when it cannot serve whatever we try: its app
 #: could not be loaded, or its settings were refused (gunicorn's boot error).
@@ -118,6 +123,7 @@ class WorkerProcess:
         self.ready = trio.Event()
         self.exited = trio.Event()
         self._settled = trio.Event()
+        self._pong: trio.Event | None = None
 
     @property
     def running(self) -> bool:
@@ -142,6 +148,8 @@ class WorkerProcess:
                 return
             if not data:
                 return
+            if PONG in data and self._pong is not None:
+                self._pong.set()
             if READY in data and not self.ready.is_set():
                 self.ready_at = time.monotonic()
                 self.ready.set()
@@ -151,6 +159,14 @@ class WorkerProcess:
         """Wait until it listens (True) or has exited without ever listening (False)."""
         await self._settled.wait()
         return self.ready.is_set()
+
+    async def answers_ping(self, timeout: float) -> bool:
+        """Whether the worker's event loop answers a ping within ``timeout`` seconds."""
+        self._pong = trio.Event()
+        self._tell(PING)
+        with trio.move_on_after(timeout):
+            await self._pong.wait()
+        return self._pong.is_set() or not self.running
 
     def terminate(self) -> None:
         """Ask for a graceful shutdown."""

@@ -24,7 +24,7 @@ from ..core.logs import logger
 from .process import WorkerProcess, spawn_worker
 
 
-def _import_watchfiles():
+def import_watchfiles():
     try:
         import watchfiles
     except ImportError:
@@ -36,7 +36,7 @@ def _import_watchfiles():
 
 def make_filter(includes: Sequence[str], excludes: Sequence[str]):
     """A watchfiles filter: a path counts if its name matches an include and no exclude."""
-    watchfiles = _import_watchfiles()
+    watchfiles = import_watchfiles()
 
     class _Filter(watchfiles.DefaultFilter):
         def __call__(self, change: object, path: str) -> bool:
@@ -58,7 +58,11 @@ class Reloader:
         self.app = app
         self.config = config
         self.fds = fds
-        self.directories = [str(Path(d).resolve()) for d in (config.reload_dirs or ["."])]
+        # By default the app's own directory: with --app-dir elsewhere, the
+        # current directory may hold none of its code.
+        self.directories = [
+            str(Path(d).resolve()) for d in (config.reload_dirs or [config.app_dir])
+        ]
         self.watch_filter = make_filter(config.reload_includes, config.reload_excludes)
         self._stop_watching = threading.Event()
         self.worker: WorkerProcess | None = None
@@ -92,13 +96,14 @@ class Reloader:
             )
 
     async def _watch(self, nursery: trio.Nursery) -> None:
-        watchfiles = _import_watchfiles()
-        logger.info("Watching for changes in %s", ", ".join(self.directories))
+        watchfiles = import_watchfiles()
+        source = "--reload-dir" if self.config.reload_dirs else "the app directory"
+        logger.info("Watching for changes in %s (%s)", ", ".join(self.directories), source)
         async for changes in watchfiles.awatch(
             *self.directories,
             watch_filter=self.watch_filter,
             stop_event=self._stop_watching,
-            step=50,
+            step=max(1, round(self.config.reload_delay * 1000)),
         ):
             names = sorted({Path(path).name for _, path in changes})
             logger.info("Detected changes in %s: reloading", ", ".join(names))

@@ -6,6 +6,8 @@ or reloader. First SIGINT/SIGTERM: graceful shutdown; second: stop at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import sys
@@ -23,7 +25,7 @@ from ..core.config import Config
 from ..core.errors import ConfigError
 from ..core.logs import logger
 from ..serving.server import Server
-from .process import FORCE, READY, STOP
+from .process import FORCE, PING, PONG, READY, STOP
 
 #: Exit statuses: 1 for "could not start" (bad app, bad address), 2 for a bad
 #: command line (argparse's convention), 3 for a failed lifespan startup
@@ -31,10 +33,15 @@ from .process import FORCE, READY, STOP
 EXIT_STARTUP_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LIFESPAN_FAILED = 3
+#: A forced shutdown (a second SIGINT or SIGTERM) exits with 128 + that
+#: signal's number, as a shell reports a process the signal killed: 130 or 143.
+EXIT_FORCED_BASE = 128
 
 
 def fail(status: int, sentence: str) -> int:
     """Print one error sentence on stderr; return ``status`` for the caller to exit with."""
+    if sentence.endswith(("?.", "!.")):  # a question asked, then the callers' full stop
+        sentence = sentence[:-1]
     sys.stderr.write(f"trio-asgi: error: {sentence[0].lower()}{sentence[1:]}\n")
     return status
 
@@ -67,12 +74,16 @@ def run_server(
         server = Server(app, config)
     except ConfigError as exc:
         return fail(EXIT_STARTUP_ERROR, f"{exc}.")
+    if parent is not None:
+        server.worker_pid = os.getpid()
     try:
-        trio.run(_serve_with_signals, server, parent, signals)
+        forced_by = trio.run(_serve_with_signals, server, parent, signals)
     except BaseException as exc:
         # Nurseries wrap what they raise in exception groups; the user wants
         # the one thing that went wrong.
         return exit_status_for(exc)
+    if server.forced:
+        return EXIT_FORCED_BASE + (forced_by or signal.SIGTERM)
     return 0
 
 
@@ -98,10 +109,12 @@ def _sole_exception(exc: BaseException) -> BaseException:
 
 async def _serve_with_signals(
     server: Server, parent: socket.socket | None, signals: Sequence[int]
-) -> None:
+) -> int | None:
+    """Serve until stopped; the signal that forced the stop, if one did."""
+    forced_by: list[int] = []
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, received, server)
+            nursery.start_soon(_watch_signals, received, server, forced_by)
             async with trio.open_nursery() as serving:
                 await serving.start(server.serve, server.wait_for_shutdown_request)
                 if parent is not None:
@@ -109,10 +122,11 @@ async def _serve_with_signals(
                     await link.send(READY)
                     nursery.start_soon(_watch_parent, link, server)
             nursery.cancel_scope.cancel()
-    logger.info("Stopped")
+    logger.info("Stopped (forced)" if server.forced else "Stopped")
+    return forced_by[0] if forced_by else None
 
 
-async def _watch_signals(signals: AsyncIterator[int], server: Server) -> None:
+async def _watch_signals(signals: AsyncIterator[int], server: Server, forced_by: list[int]) -> None:
     """First SIGINT/SIGTERM: graceful shutdown. Second: stop at once."""
     signalled = False
     async for signum in signals:
@@ -120,8 +134,8 @@ async def _watch_signals(signals: AsyncIterator[int], server: Server) -> None:
         # Only our own earlier signal counts: a worker that the supervisor
         # asked to stop may still get the same SIGTERM from systemd.
         if signalled:
-            logger.warning("Received %s again: exiting now", name)
-            server.force_exit()
+            forced_by.append(signum)
+            server.force_exit(f"Received {name} again")
             return
         signalled = True
         logger.info("Received %s: shutting down gracefully (again to force)", name)
@@ -136,8 +150,11 @@ async def _watch_parent(link: trio.socket.SocketType, server: Server) -> None:
         except OSError:
             data = b""
         if FORCE in data:
-            server.force_exit()
+            server.force_exit("The supervisor asked to stop at once")
             return
+        if PING in data:
+            with contextlib.suppress(OSError):
+                await link.send(PONG)
         if STOP in data:
             server.request_shutdown()
         if not data:

@@ -15,6 +15,8 @@ refused. The supervisor
   boot error;
 - on SIGINT/SIGTERM asks every worker to drain gracefully, waits for them
   and exits 0; a second signal makes the workers stop at once;
+- kills (and so replaces) a worker whose event loop stops answering its
+  pings within ``--timeout-worker-healthcheck``;
 - on SIGHUP replaces the workers one at a time, starting the new one and
   waiting until it listens before stopping an old one, so there are never
   fewer than N workers serving.
@@ -37,6 +39,8 @@ from .runner import EXIT_LIFESPAN_FAILED, EXIT_STARTUP_ERROR
 YOUNG_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
+#: How often each worker is pinged (``--timeout-worker-healthcheck`` bounds the answer).
+HEALTHCHECK_INTERVAL_SECONDS = 1.0
 
 #: A worker's exit status before it listened → the supervisor's, for the
 #: failures that no restart can mend. Any other exit is replaced.
@@ -55,6 +59,8 @@ class Supervisor:
         self.stopping = False
         self._young_deaths = 0
         self._restarting = False
+        #: The second signal that forced the workers to stop, if one did.
+        self._forced_by: int | None = None
         self._nursery: trio.Nursery | None = None
         # Until all N workers first listen: a fatal status stops the service.
         self._starting = True
@@ -77,7 +83,8 @@ class Supervisor:
                 await self._handle_signals(received)
                 nursery.cancel_scope.cancel()
         logger.info("All workers stopped")
-        return 0
+        # 128 + the signal, as runner.EXIT_FORCED_BASE: the stop was forced.
+        return 128 + self._forced_by if self._forced_by is not None else 0
 
     async def _start_all(self) -> int:
         """Start the workers; 0 once N listen, else the status for a failure no restart mends.
@@ -106,6 +113,8 @@ class Supervisor:
         self.workers.add(worker)
         logger.info("Started worker [%d]", worker.pid)
         self._nursery.start_soon(self._watch, worker)
+        if self.config.timeout_worker_healthcheck is not None:
+            self._nursery.start_soon(self._check_health, worker)
         if self.stopping:
             worker.retiring = True
             worker.terminate()
@@ -144,6 +153,25 @@ class Supervisor:
         await worker.ready.wait()
         self._notify()
 
+    async def _check_health(self, worker: WorkerProcess) -> None:
+        """Kill a worker whose event loop stops answering; ``_watch`` then replaces it."""
+        timeout = self.config.timeout_worker_healthcheck
+        assert timeout is not None
+        if not await worker.wait_ready():
+            return
+        while worker.running and not worker.retiring:
+            await trio.sleep(HEALTHCHECK_INTERVAL_SECONDS)
+            if not worker.running or worker.retiring:
+                return
+            if not await worker.answers_ping(timeout):
+                logger.warning(
+                    "Worker [%d] did not answer the health check within %g s: killing it",
+                    worker.pid,
+                    timeout,
+                )
+                worker.send_signal(signal.SIGKILL)
+                return
+
     def _restart_delay(self, worker: WorkerProcess) -> float:
         if worker.returncode == 0:  # recycled on purpose
             return 0.0
@@ -175,6 +203,7 @@ class Supervisor:
     async def _forward_again(self, received: AsyncIterator[int]) -> None:
         async for signum in received:
             if signum != signal.SIGHUP:
+                self._forced_by = signum
                 logger.warning(
                     "Received %s again: telling the workers to exit now",
                     signal.Signals(signum).name,

@@ -20,7 +20,10 @@ from .errors import ConfigError
 from .proxy import TrustedProxies
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-DEFAULT_ACCESS_LOG_FORMAT = '{client} - "{method} {target} HTTP/{http_version}" {status}'
+DEFAULT_ACCESS_LOG_FORMAT = (
+    '{client} - "{method} {target} HTTP/{http_version}" {status} {reason} '
+    "{bytes}B {duration_ms:.1f}ms{cut_short}"
+)
 INTERFACES = ("auto", "asgi3", "asgi2")
 HTTP_PARSERS = ("auto", "h11", "httptools")
 
@@ -106,6 +109,8 @@ class Config:
     ws_per_message_deflate: bool = True
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
+    #: Most incoming messages waiting for the app's receive(); then reading pauses.
+    ws_max_queue: int = 4
 
     # -- limits --
     limit_request_fields: int = 100
@@ -125,6 +130,8 @@ class Config:
     access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
     #: A ``logging.config.dictConfig`` file (JSON, or YAML with PyYAML installed).
     log_config: str | None = None
+    #: Colour the level names: None colours only a terminal without ``NO_COLOR``.
+    use_colors: bool | None = None
 
     # -- workers --
     workers: int = 1
@@ -132,12 +139,17 @@ class Config:
     limit_max_requests: int | None = None
     #: Add a random 0..jitter to ``limit_max_requests`` so workers do not recycle together.
     limit_max_requests_jitter: int = 0
+    #: A worker that does not answer its supervisor's ping within this long is
+    #: killed and replaced; None never checks.
+    timeout_worker_healthcheck: float | None = 5.0
 
     # -- reload --
     reload: bool = False
     reload_dirs: list[str] = field(default_factory=list)
     reload_includes: list[str] = field(default_factory=lambda: ["*.py"])
     reload_excludes: list[str] = field(default_factory=lambda: [".*", "*.py[cod]", "*~"])
+    #: After a change, how long to wait for more before restarting (a burst reloads once).
+    reload_delay: float = 0.05
 
     def __post_init__(self) -> None:
         self.validate()
@@ -252,6 +264,8 @@ class Config:
             raise ConfigError(f"ws must be auto, wsproto or none, not {self.ws!r}")
         if self.ws_max_size < 1:
             raise ConfigError(f"ws max size must be at least 1 byte, not {self.ws_max_size}")
+        if self.ws_max_queue < 1:
+            raise ConfigError(f"ws max queue must be at least 1 message, not {self.ws_max_queue}")
         if self.ws_ping_interval is not None:
             _check_positive("WebSocket ping interval", self.ws_ping_interval)
         if self.ws_ping_timeout is not None:
@@ -286,6 +300,9 @@ class Config:
             )
         if self.limit_max_requests_jitter < 0:
             raise ConfigError("limit max requests jitter cannot be negative")
+        if self.timeout_worker_healthcheck is not None:
+            _check_positive("worker health check timeout", self.timeout_worker_healthcheck)
+        _check_positive("reload delay", self.reload_delay, zero=True)
         if self.reload and self.workers > 1:
             raise ConfigError("--reload cannot be combined with --workers: use one or the other")
 

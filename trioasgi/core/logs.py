@@ -73,7 +73,8 @@ def configure_logging(config: Config, stream: IO[str] | None = None) -> None:
     """Plain ``LEVEL: message`` lines on stderr, or the user's ``--log-config``."""
     stream = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(stream)
-    if use_colours(stream):
+    colours = config.use_colors if config.use_colors is not None else use_colours(stream)
+    if colours:
         handler.setFormatter(ColourFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 from collections.abc import Iterable
 
 from .errors import ConfigError
+
+# By name, not from .logs: that module imports the config, which imports this one.
+logger = logging.getLogger("trioasgi.error")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -119,7 +123,14 @@ def forwarded_client_and_scheme(
         protos = _split(forwarded_proto)
     if nodes:
         index = _client_index(nodes, trusted)
-        client = _node_address(nodes[index])
+        address = _node_address(nodes[index])
+        if address is None and not forwarded:
+            # X-Forwarded-For has no "unknown" hop (Forwarded has, RFC 7239
+            # 6.2): a hop that is not an address is a broken header, and an
+            # app would rather see the proxy than no client at all.
+            logger.debug("ignoring X-Forwarded-For hop %r: not an IP address", nodes[index])
+        else:
+            client = address
         # The proto that goes with the chosen hop, when the proxies kept the lists aligned;
         # otherwise the one the nearest proxy set.
         proto = protos[index] if len(protos) == len(nodes) else (protos[-1] if protos else None)

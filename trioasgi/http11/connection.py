@@ -19,6 +19,7 @@ re-entered for every request. Every request head then goes through
 from __future__ import annotations
 
 import math
+import time
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ import h11
 import trio
 
 from ..asgi.context import ServerState
+from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
 from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
@@ -91,6 +93,7 @@ class HTTPConnection:
         "_websocket",
         "_websocket_enabled",
         "client",
+        "close_reason",
         "ctx",
         "h11",
         "handover",
@@ -153,6 +156,8 @@ class HTTPConnection:
         self._websocket: WebSocketSession | None = None
         #: Set when the connection turns out to be HTTP/2's: the server runs that on it.
         self.handover: HTTP2Handover | None = None
+        #: Why the connection ended, for the debug log; set on the way out.
+        self.close_reason = "the client closed it"
 
     # -- life cycle -------------------------------------------------------
 
@@ -213,8 +218,8 @@ class HTTPConnection:
                     logger.log(TRACE, "%s: neither HTTP/1.1 nor HTTP/2: closing", self.client)
                     return None
                 if isinstance(pending, h11.RemoteProtocolError):
-                    await self.send_error(pending.error_status_hint, str(pending))
-                # ConnectionClosed; nothing else can come before a request.
+                    await self._answer_error(pending.error_status_hint, str(pending))
+                # ConnectionClosed: close_reason stands; nothing else can come before a request.
                 return None
             request = pending
             # Nothing of the last request may stay reachable while the
@@ -226,7 +231,7 @@ class HTTPConnection:
                     # HTTP/2 with prior knowledge: the rest of the preface is in the parser.
                     self.handover = HTTP2Handover(PREFACE_HEAD + bytes(self.h11.trailing_data[0]))
                     return None
-                await self.send_error(checked.status, checked.reason)
+                await self._answer_error(checked.status, checked.reason, request)
                 return None
             keep_going = await self._respond(request, checked)
             request = None
@@ -238,6 +243,7 @@ class HTTPConnection:
         self.h11.begin_response(request, fields)
         if fields.upgrade:
             if self._websocket_enabled and is_websocket_upgrade(request.headers):
+                self.close_reason = "the WebSocket ended"
                 await self._run_websocket(request)
                 return False
             if self._may_switch_to_http2():
@@ -256,6 +262,7 @@ class HTTPConnection:
             await trio.lowlevel.cancel_shielded_checkpoint()
         self._fresh = False
         if not cycle.keep_alive or self.shutting_down:
+            self.close_reason = _end_of_cycle(cycle.disconnected, self.shutting_down)
             return False
         # Usually the request was read to its end already: no coroutine for that.
         return self.h11.try_start_next_cycle() or await self._finish_request()
@@ -279,7 +286,7 @@ class HTTPConnection:
         except h11.RemoteProtocolError:
             end = None
         if type(end) is not h11.EndOfMessage:
-            await self.send_error(400, "an h2c upgrade request cannot have a body")
+            await self._answer_error(400, "an h2c upgrade request cannot have a body", request)
             return False
         try:
             await self.stream.send_all(SWITCHING_TO_H2C)
@@ -296,7 +303,7 @@ class HTTPConnection:
             end = None
         if type(end) is not h11.EndOfMessage:
             # An upgrade request with a body: the WebSocket would start mid-body.
-            await self.send_error(400, "a WebSocket upgrade request cannot have a body")
+            await self._answer_error(400, "a WebSocket upgrade request cannot have a body", request)
             return
         self._websocket = WebSocketSession(self, request, bytes(self.h11.trailing_data[0]))
         if self.shutting_down:
@@ -556,31 +563,58 @@ class HTTPConnection:
         h11conn = self.h11
         silent = h11conn.their_state is h11.IDLE and not h11conn.trailing_data[0]
         if silent and (not self._fresh or self.shutting_down):
+            self.close_reason = "server shutdown" if self.shutting_down else "idle timeout"
             logger.log(TRACE, "closing idle connection from %s", self.client)
         else:
-            await self.send_error(408, "request head not received in time")
+            await self._answer_error(408, "request head not received in time")
 
     # -- writing ----------------------------------------------------------
 
-    async def send_error(self, status: int, detail: str) -> None:
+    async def _answer_error(
+        self, status: int, detail: str, request: RequestHead | None = None
+    ) -> None:
+        """A response the server makes itself, outside any request cycle, and its access line."""
+        config = self.ctx.config
+        self.close_reason = f"answered {status} ({detail})"
+        started = time.perf_counter() if config.access_log else 0.0
+        sent = await self.send_error(status, detail)
+        if config.access_log:
+            response = ServerResponse(self, request, status, sent, started)
+            log_server_response(response, config.access_log_format)
+
+    async def send_error(self, status: int, detail: str) -> int:
         """Answer with a short plain-text error response, after which we close.
 
         The caller makes sure no other response has begun on the wire.
+        The body bytes sent: 0 if the client was gone.
         """
         logger.log(TRACE, "%s: %d (%s)", self.client, status, detail)
         self._linger = True  # the client may still be sending what we refused
         data = error_response(status, date=self.ctx.date_header_value())
         try:
-            with trio.move_on_after(LINGER_SECONDS):
+            with trio.move_on_after(LINGER_SECONDS) as scope:
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            return 0
+        return 0 if scope.cancelled_caught else len(error_body(status))
+
+
+def _end_of_cycle(disconnected: bool, shutting_down: bool) -> str:
+    if disconnected:
+        return "the client left during a response"
+    if shutting_down:
+        return "server shutdown"
+    return "the response closes it"
+
+
+def error_body(status: int) -> bytes:
+    return f"{status} {HTTPStatus(status).phrase}\n".encode()
 
 
 def error_response(status: int, *, date: bytes | None) -> bytes:
     """The raw bytes of a server-generated error response, which always closes."""
     phrase = HTTPStatus(status).phrase
-    body = f"{status} {phrase}\n".encode()
+    body = error_body(status)
     head = [
         f"HTTP/1.1 {status} {phrase}".encode(),
         b"content-type: text/plain; charset=utf-8",

@@ -143,7 +143,7 @@ class H11Cycle(RequestCycle):
         if not self._head_written and not self.disconnected:
             self._response = _COMPLETE
             self.status = status
-            await self.conn.send_error(status, reason)
+            self.body_bytes = await self.conn.send_error(status, reason)
             self._log_access()
             self._set_response_complete()
         self._mark_disconnected()

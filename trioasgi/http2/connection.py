@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..asgi.context import ServerState
+from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
 from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket, write_socket
@@ -362,17 +364,28 @@ class HTTP2Connection:
             and request.content_length is not None
             and (request.content_length > limit)
         ):
-            await stream.send_error(413, "request body too large")
+            await self._answer_error(stream, request.head, 413, "request body too large")
             return
         cycle = H2Cycle(stream, request.head)
         await cycle.run()
         if stream.response_done:
             self._flood.reward()
 
+    async def _answer_error(
+        self, stream: H2Stream, head: RequestHead, status: int, detail: str
+    ) -> None:
+        """A response the server makes itself on a stream, and its access line."""
+        config = self.config
+        started = time.perf_counter() if config.access_log else 0.0
+        sent = await stream.send_error(status, detail)
+        if config.access_log:
+            response = ServerResponse(stream, head, status, sent, started)
+            log_server_response(response, config.access_log_format)
+
     async def _run_extended_connect(self, stream: H2Stream, request: H2Request) -> None:
         """RFC 8441: a WebSocket over this stream, or a refusal of another protocol."""
         if request.protocol != b"websocket" or self.config.ws == "none":
-            await stream.send_error(501, "unsupported :protocol")
+            await self._answer_error(stream, request.head, 501, "unsupported :protocol")
             return
 
         await run_websocket(self, stream, request.head)

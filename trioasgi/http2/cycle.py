@@ -112,7 +112,7 @@ class H2Cycle(RequestCycle):
             self._response = _COMPLETE
             self.status = status
             self._head_written = True
-            await self.conn.send_error(status, reason)
+            self.body_bytes = await self.conn.send_error(status, reason)
             self._log_access()
             self._set_response_complete()
         self._mark_disconnected()

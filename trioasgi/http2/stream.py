@@ -214,8 +214,11 @@ class H2Stream:
             self.response_done = True
         conn.queued()
 
-    async def send_error(self, status: int, detail: str) -> None:
-        """A server-made plain-text response (nothing else has been sent on the stream)."""
+    async def send_error(self, status: int, detail: str) -> int:
+        """A server-made plain-text response (nothing else has been sent on the stream).
+
+        The body bytes sent: 0 if the stream was gone.
+        """
         phrase = HTTPStatus(status).phrase
         body = f"{status} {phrase}\n".encode()
         headers = [
@@ -230,7 +233,8 @@ class H2Stream:
             self.send_headers(headers, end_stream=False)
             await self.send_data(body, end_stream=True)
         except ClientDisconnected:
-            pass
+            return 0
+        return len(body)
 
     def abandon(self) -> None:
         """The task is over: end the stream if the response did not, and give back its window."""

@@ -18,6 +18,7 @@ shutdown as the trigger. ``force_exit()`` cancels the root scope outright.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import random
 import socket
@@ -68,6 +69,10 @@ class Server:
         self._startup_failure: LifespanFailure | None = None
         self._trigger_scope = trio.CancelScope()
         self._acceptors: trio.CancelScope | None = None
+        #: force_exit() was called: what was in flight was cut short.
+        self.forced = False
+        #: The PID to name in the "Serving on" line, in a worker process.
+        self.worker_pid: int | None = None
 
     @property
     def shutdown_requested(self) -> bool:
@@ -99,8 +104,19 @@ class Server:
         for connection in list(self._connections):
             connection.begin_shutdown()
 
-    def force_exit(self) -> None:
-        """Stop now: cancel every connection and skip the lifespan shutdown."""
+    def force_exit(self, why: str = "Asked to stop at once") -> None:
+        """Stop now: cancel every connection and skip the lifespan shutdown.
+
+        ``why`` begins the one line that says the shutdown was forced.
+        """
+        if not self.forced:
+            self.forced = True
+            logger.warning(
+                "%s: shutdown forced, exiting now; cut short: %d open connection(s) "
+                "and the application's lifespan shutdown",
+                why,
+                len(self._connections),
+            )
         self._shutdown_requested.set()
         self._root_scope.cancel()
 
@@ -165,7 +181,9 @@ class Server:
                     addresses = [listener.address for listener in listeners]
                     for listener in listeners:
                         logger.info(
-                            "Serving on %s (press CTRL+C to quit)", listener.url(self.scheme)
+                            "Serving on %s%s (press CTRL+C to quit)",
+                            listener.url(self.scheme),
+                            "" if self.worker_pid is None else f" in worker [{self.worker_pid}]",
                         )
                     # From here on, only our own shutdown decides when we stop.
                     self._root_scope.shield = True
@@ -212,6 +230,12 @@ class Server:
                 return
         self._connections.add(connection)
         self.ctx.open_connections += 1
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            peer = _peer_name(connection.client, listener)
+            logger.debug(
+                "%s: connection open (%s, %s)", peer, _protocol(connection), connection.scheme
+            )
         try:
             if self._shutdown_requested.is_set():
                 connection.begin_shutdown()
@@ -220,6 +244,8 @@ class Server:
                 # The HTTP/1.1 connection found HTTP/2 (prior knowledge, or h2c).
                 self._connections.discard(connection)
                 connection = self._switch_to_http2(connection)
+                if debug:
+                    logger.debug("%s: connection switched to HTTP/2", peer)
                 self._connections.add(connection)
                 if self._shutdown_requested.is_set():
                     connection.begin_shutdown()
@@ -227,6 +253,8 @@ class Server:
         finally:
             self._connections.discard(connection)
             self.ctx.open_connections -= 1
+            if debug:
+                logger.debug("%s: connection closed: %s", peer, _close_reason(connection))
 
     def _switch_to_http2(self, connection: HTTPConnection) -> HTTP2Connection:
         handover = connection.handover
@@ -330,6 +358,24 @@ class _RequestLimit:
             if self.remaining == 0:
                 self.on_limit()
         await self.app(scope, receive, send)
+
+
+def _protocol(connection: HTTPConnection | HTTP2Connection) -> str:
+    return "HTTP/1.1" if type(connection) is HTTPConnection else "HTTP/2"
+
+
+def _close_reason(connection: HTTPConnection | HTTP2Connection) -> str:
+    if type(connection) is HTTPConnection:
+        return connection.close_reason
+    # HTTP/2 says why in its GOAWAY, logged by the connection itself.
+    return "HTTP/2 connection ended"
+
+
+def _peer_name(client: tuple[str, int] | None, listener: Listener) -> str:
+    """``host:port`` of a client, or the unix socket it came in on (which has no address)."""
+    if client is None:
+        return listener.url("unix")
+    return f"{client[0]}:{client[1]}"
 
 
 def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:

@@ -56,12 +56,25 @@ def load_tls(config: Config) -> TLSSettings | None:
         asked_for_password = True
         return ""
 
+    def given_password() -> str:
+        # A callable rather than the string, to learn whether OpenSSL used it.
+        nonlocal asked_for_password
+        asked_for_password = True
+        return config.ssl_keyfile_password or ""
+
     certfile, keyfile = config.ssl_certfile, config.ssl_keyfile
     try:
         context.load_cert_chain(
-            certfile, keyfile, password=config.ssl_keyfile_password or no_password
+            certfile,
+            keyfile,
+            password=given_password if config.ssl_keyfile_password else no_password,
         )
     except (OSError, ssl.SSLError) as exc:
+        if asked_for_password and config.ssl_keyfile_password:
+            # OpenSSL says only "PEM lib": the key is encrypted and the password did not open it.
+            raise ConfigError(
+                f"could not decrypt the key file {keyfile or certfile}: wrong password?"
+            ) from None
         if asked_for_password:
             raise ConfigError(
                 f"the TLS key file {keyfile or certfile} is encrypted: "

@@ -56,7 +56,8 @@ from .handshake import Handshake, ServerHandshake, UpgradeConnection, websocket_
 from .io import SocketReader, WriteLock
 from .messages import MessageAssembler, outgoing_message, payload_size
 
-#: Whole messages read ahead of the app's ``receive()``; past this nobody reads.
+#: Whole messages read ahead of the app's ``receive()`` by default; past
+#: ``Config.ws_max_queue`` (``--ws-max-queue``) nobody reads.
 MESSAGE_QUEUE_SIZE = 4
 #: ... and their size: past this, only one message (of any allowed size) may wait.
 MESSAGE_QUEUE_BYTES = 1024 * 1024
@@ -436,15 +437,15 @@ class WebSocketSession:
     def _queue_has_room(self) -> bool:
         """Whether another message may be read behind those waiting.
 
-        Bytes are counted only once two wait (at most four), so the usual
+        Bytes are counted only once two wait (at most ``ws_max_queue``), so the usual
         single message costs no bookkeeping: one message of any allowed size,
         then more while the waiting ones stay under ``MESSAGE_QUEUE_BYTES``.
         """
         inbox = self._inbox
+        if len(inbox) >= self.config.ws_max_queue:
+            return False
         if len(inbox) < 2:
             return True
-        if len(inbox) >= MESSAGE_QUEUE_SIZE:
-            return False
         return sum(payload_size(message) for message in inbox) < MESSAGE_QUEUE_BYTES
 
     async def _handle_control(self, event: Event) -> bool:
