@@ -367,6 +367,10 @@ class HTTP2Connection:
             await self._answer_error(stream, request.head, 413, "request body too large")
             return
         cycle = H2Cycle(stream, request.head)
+        if self.config.cancel_on_disconnect:
+            # A reset, or the connection's end, cancels the app's call.
+            cycle.app_scope = trio.CancelScope()
+        stream.cycle = cycle
         await cycle.run()
         if stream.response_done:
             self._flood.reward()
@@ -443,8 +447,6 @@ class HTTP2Connection:
         if not stream.response_done and not self._spend(Flood.RESET):
             return
         stream.was_reset()
-        if stream.scope is not None and getattr(self.config, "cancel_on_disconnect", False):
-            stream.scope.cancel()
 
     def _on_window(self, event: Any, starting: list) -> None:
         stream_id = getattr(event, "stream_id", 0)

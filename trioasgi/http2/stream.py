@@ -58,6 +58,7 @@ class H2Stream:
         "client",
         "conn",
         "ctx",
+        "cycle",
         "proxy_trusted",
         "reset",
         "response_done",
@@ -91,6 +92,8 @@ class H2Stream:
         self.unacknowledged = 0
         # One event for every change a task may wait for (data, end, reset, window).
         self._changed: trio.Event | None = None
+        #: The request cycle running on the stream (``http2.cycle.H2Cycle``), once there is one.
+        self.cycle: Any = None
         #: The cancel scope of the stream's task.
         self.scope: trio.CancelScope | None = None
 
@@ -112,7 +115,10 @@ class H2Stream:
         self.notify()
 
     def was_reset(self) -> None:
+        """The client reset the stream, or the connection is gone: the app hears of it."""
         self.reset = True
+        if self.cycle is not None:
+            self.cycle.client_left()  # cancels the app with ``cancel_on_disconnect``
         self.notify()
 
     def notify(self) -> None:
