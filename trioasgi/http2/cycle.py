@@ -36,6 +36,23 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
 
 
+#: Fields already checked, as the app gave them -> as sent (None: dropped).
+#: Apps send the same few again and again; bounded, cleared when full.
+_checked_fields: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
+_CHECKED_FIELDS_MAX = 1024
+
+
+def _checked_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | None:
+    """A response field as HTTP/2 sends it, or None for a connection field; else ValueError."""
+    name = bytes(name).lower()
+    value = bytes(value)
+    if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+        raise ValueError(f"invalid response header {name!r}: {value!r}")
+    if name in _CONNECTION_FIELDS:
+        return None
+    return name, value.strip(b" \t")
+
+
 def response_head(status: int, headers: Any, defaults: Any) -> list[tuple[bytes, bytes]]:
     """The header block of a response: ``:status``, the app's fields checked, the defaults.
 
@@ -46,15 +63,20 @@ def response_head(status: int, headers: Any, defaults: Any) -> list[tuple[bytes,
         raise ValueError(f"invalid response status {status!r}")
     block = [(b":status", _STATUS_BYTES[status])]
     present = set()
-    for name, value in headers:
-        name = bytes(name).lower()
-        value = bytes(value)
-        if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
-        if name in _CONNECTION_FIELDS:
-            continue
-        present.add(name)
-        block.append((name, value.strip(b" \t")))
+    checked = _checked_fields
+    for pair in headers:
+        try:
+            field = checked[pair]
+        except KeyError:
+            field = _checked_field(*pair)
+            if len(checked) >= _CHECKED_FIELDS_MAX:
+                checked.clear()
+            checked[pair] = field
+        except TypeError:  # unhashable (a list, a bytearray): checked every time
+            field = _checked_field(*pair)
+        if field is not None:
+            present.add(field[0])
+            block.append(field)
     block += defaults.pairs(without=present)
     return block
 
