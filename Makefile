@@ -17,8 +17,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# `make run PORT=9000 HOST=0.0.0.0` to serve elsewhere.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: $(VENV)/.installed
-	$(BIN)/trio-asgi examples.hello:app --app-dir . --host 127.0.0.1 --port 8000
+	$(BIN)/trio-asgi examples.hello:app --app-dir . --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -11,11 +11,13 @@ instructions per request::
     python -m benchmarks.instructions                       # trio-asgi, both parsers
     python -m benchmarks.instructions --servers trio-asgi-httptools,uvicorn-httptools
     python -m benchmarks.instructions --ws 3000 --servers trio-asgi-h11,uvicorn-h11
+    python -m benchmarks.instructions --servers trio-asgi-h11 --server-args=--cancel-on-disconnect
     python -m benchmarks.instructions --servers trio-asgi-h2,hypercorn-trio-h2,h2-floor
 
-An HTTP/2 server (``-h2``, and the h2 floor) gets the same requests over
-HTTP/2 with prior knowledge, 10 streams in flight on each connection, as
-in the ``h2-hello`` scenario.
+``--server-args`` appends flags to every server's command line (split as a
+shell would), to count what an option costs. An HTTP/2 server (``-h2``, and
+the h2 floor) gets the same requests over HTTP/2 with prior knowledge, 10
+streams in flight on each connection, as in the ``h2-hello`` scenario.
 
 ``--ws N`` counts N WebSocket echoes of the echo scenario's small message
 instead, over its 20 connections (trio-websocket clients in this process,
@@ -37,12 +39,13 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,10 +68,10 @@ WS_CONNECTIONS = Settings().ws_connections
 WARM_UP_MESSAGES = 10
 
 
-def instructions_per_request(server: str, requests: int) -> float:
+def instructions_per_request(server: str, requests: int, extra: Sequence[str] = ()) -> float:
     """Run ``server`` under callgrind and count its instructions for ``requests`` requests."""
     h2 = SERVERS[server].protocol == H2C
-    with _under_callgrind(server) as run:
+    with _under_callgrind(server, extra) as run:
         url = f"http://127.0.0.1:{run.port}/"
         _h2load(url, WARM_UP_REQUESTS, h2=h2)
         _callgrind_control("--instr=on", run.pid)
@@ -77,9 +80,9 @@ def instructions_per_request(server: str, requests: int) -> float:
     return run.total / requests
 
 
-def instructions_per_message(server: str, messages: int) -> float:
+def instructions_per_message(server: str, messages: int, extra: Sequence[str] = ()) -> float:
     """Run ``server`` under callgrind: its instructions per echo, over ``messages`` echoes."""
-    with _under_callgrind(server) as run:
+    with _under_callgrind(server, extra) as run:
         trio.run(_echo_counted, run.port, messages, run.pid)
     return run.total / messages
 
@@ -93,7 +96,7 @@ class _CallgrindRun:
 
 
 @contextlib.contextmanager
-def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
+def _under_callgrind(server: str, extra: Sequence[str]) -> Iterator[_CallgrindRun]:
     """Run ``server`` under callgrind with counting off for the body of the ``with``."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
@@ -102,6 +105,7 @@ def _under_callgrind(server: str) -> Iterator[_CallgrindRun]:
             *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
             f"--callgrind-out-file={out}",
             *SERVERS[server].command(port),
+            *extra,
         ]
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
@@ -198,7 +202,14 @@ def main() -> None:
         metavar="MESSAGES",
         help="count this many WebSocket echoes (trio-websocket clients) instead of requests",
     )
+    parser.add_argument(
+        "--server-args",
+        default="",
+        metavar="FLAGS",
+        help="flags added to each server's command line, e.g. --server-args=--cancel-on-disconnect",
+    )
     args = parser.parse_args()
+    extra = shlex.split(args.server_args)
     tools = ("valgrind", "callgrind_control") + (() if args.ws else ("h2load",))
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
@@ -215,9 +226,9 @@ def main() -> None:
             print(f"| {name} | {unavailable} |")
             continue
         if args.ws:
-            count = instructions_per_message(name, args.ws)
+            count = instructions_per_message(name, args.ws, extra)
         else:
-            count = instructions_per_request(name, args.requests)
+            count = instructions_per_request(name, args.requests, extra)
         print(f"| {name} | {count / 1000:,.1f}k |", flush=True)
 
 

@@ -1,6 +1,6 @@
 """CPU per keep-alive request of the server's own Python, and where it goes.
 
-Drives :class:`trioasgi._http11.HTTPConnection` in-process over a stream
+Drives :class:`trioasgi.http11.connection.HTTPConnection` in-process over a stream
 that hands it one hello-world request per read and swallows the responses
 (no sockets, no kernel, one checkpoint per call like a socket), or with
 ``--socket`` over a real socket pair with a minimal client task in the same
@@ -32,9 +32,9 @@ import time
 import trio
 
 import trioasgi
-from trioasgi._context import ServerContext
-from trioasgi._http11 import HTTPConnection
-from trioasgi._parsers import httptools_available
+from trioasgi.http11.connection import HTTPConnection
+from trioasgi.http11.parsers import httptools_available
+from trioasgi.serving.context import ServerContext
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 BODY = b"Hello, world!\n"

@@ -37,8 +37,8 @@ from typing import Any
 import trio
 
 from trioasgi import Config
-from trioasgi._context import ServerContext
-from trioasgi._server import Server
+from trioasgi.serving.context import ServerContext
+from trioasgi.serving.server import Server
 
 from .apps import app
 from .h1 import request

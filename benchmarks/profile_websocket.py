@@ -1,6 +1,6 @@
 """CPU, scheduler steps and I/O calls per echoed WebSocket message, and where the CPU goes.
 
-Drives one :class:`trioasgi._http11.HTTPConnection` in-process: an upgrade
+Drives one :class:`trioasgi.http11.connection.HTTPConnection` in-process: an upgrade
 request, then a closed loop of small masked text frames, each sent only
 once the echo of the previous one was written (like one client connection
 of ``benchmarks.wsload``). No client task: the client's side runs inside
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import trio
 from wsproto.frame_protocol import Opcode
 
-from trioasgi._http11 import HTTPConnection
+from trioasgi.http11.connection import HTTPConnection
 
 from .apps import app as benchmark_app
 from .profile_hot_path import in_process_connection

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trioasgi._flags import build_parser
+from trioasgi.cli.flags import build_parser
 
 HANG_GUARD = 20
 

@@ -6,7 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from trioasgi import Config
-from trioasgi._flags import build_parser
+from trioasgi.cli.flags import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Flags that steer the command itself rather than setting a server option.

@@ -143,8 +143,11 @@ async def _run_one(
     # direct writes, the parser lent while idle); memory streams the others.
     pair = socket_stream_pair if over_socket else trio.testing.memory_stream_pair
     async with trio.open_nursery() as nursery:
-        # HTTP/1.1 only: an upgrade would hand the bytes to the WebSocket code.
-        conn = MemoryConnection(app, nursery, pair, limit_request_body=body_limit, ws="none")
+        # HTTP/1.1 only: an upgrade or the preface would hand the bytes to
+        # the WebSocket or HTTP/2 code (each has its own fuzz target).
+        conn = MemoryConnection(
+            app, nursery, pair, limit_request_body=body_limit, ws="none", http2=False
+        )
 
         data = await conn.exchange(nursery, pieces, pauses, fin)
         nursery.cancel_scope.cancel()
@@ -206,7 +209,7 @@ def test_fuzz_oracle_accepts_the_valid_seeds(seed: bytes) -> None:
 
     async def main() -> bytes:
         async with trio.open_nursery() as nursery:
-            conn = MemoryConnection(app, nursery)
+            conn = MemoryConnection(app, nursery, http2=False)
             await conn.send(seed)
             await conn.client.send_eof()
             data = await conn.read_all()

@@ -28,9 +28,9 @@ import trio.testing
 import trioasgi
 from examples.hello import app as hello
 from tests.conftest import running_server
-from trioasgi import _socket_io
-from trioasgi._context import ServerContext
-from trioasgi._http11 import HTTPConnection
+from trioasgi.core import socket_io
+from trioasgi.http11.connection import HTTPConnection
+from trioasgi.serving.context import ServerContext
 
 #: Measured after the hot-path work (see docs/performance-notes.md).
 MAX_TASK_STEPS = 2
@@ -222,7 +222,7 @@ class SyscallCounter:
             return call
 
         monkeypatch.setattr(
-            _socket_io, "os", types.SimpleNamespace(read=counting(read), write=counting(write))
+            socket_io, "os", types.SimpleNamespace(read=counting(read), write=counting(write))
         )
 
 

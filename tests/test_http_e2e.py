@@ -373,7 +373,8 @@ async def test_sending_after_the_response_is_complete_is_an_error(caplog) -> Non
     ids=["garbage", "bad-header", "header-too-large", "http-9.9"],
 )
 async def test_malformed_requests_get_4xx_and_close(request_bytes: bytes, status: int) -> None:
-    async with running_server(apps.hello) as server:
+    # HTTP/1.1's answers: with HTTP/2 on, garbage on a new connection is closed unanswered.
+    async with running_server(apps.hello, http2=False) as server:
         stream = await server.connect()
         # a valid request after the bad one must never be answered
         await stream.send_all(request_bytes + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -385,6 +386,22 @@ async def test_malformed_requests_get_4xx_and_close(request_bytes: bytes, status
         # and the server keeps serving
         async with httpx.AsyncClient() as client:
             assert (await client.get(server.url)).status_code == 200
+
+
+@pytest.mark.parametrize("first_bytes", [b"GARBAGE\r\n\r\n", b"INVALID CONNECTION PREFACE\r\n\r\n"])
+async def test_garbage_on_a_new_connection_is_closed_unanswered_with_http2_on(
+    first_bytes: bytes, http_parser: str
+) -> None:
+    """Neither an HTTP/1.x request line nor HTTP/2's preface: closed as HTTP/2 closes a bad preface.
+
+    With HTTP/2 off (the test above) the same bytes get a 400.
+    """
+    async with running_server(apps.hello) as server:
+        stream = await server.connect()
+        await stream.send_all(first_bytes)
+        with trio.fail_after(10):
+            assert await read_until_closed(stream) == b""
+        await stream.aclose()
 
 
 async def test_access_log_line(caplog) -> None:

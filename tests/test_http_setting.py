@@ -8,9 +8,9 @@ import pytest
 
 import trioasgi
 from tests import apps
-from trioasgi._context import ServerContext
-from trioasgi._flags import build_parser, config_from_args
-from trioasgi._parsers import httptools_available
+from trioasgi.cli.flags import build_parser, config_from_args
+from trioasgi.http11.parsers import httptools_available
+from trioasgi.serving.context import ServerContext
 
 
 def test_http_flag_reaches_config_and_help() -> None:

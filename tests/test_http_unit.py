@@ -103,8 +103,8 @@ async def test_send_returns_only_when_the_client_reads() -> None:
 
     client, server_stream = trio.testing.lockstep_stream_pair()
     from trioasgi import Config
-    from trioasgi._context import ServerContext
-    from trioasgi._http11 import HTTPConnection
+    from trioasgi.http11.connection import HTTPConnection
+    from trioasgi.serving.context import ServerContext
 
     connection = HTTPConnection(
         server_stream,
@@ -204,7 +204,7 @@ async def test_malformed_chunked_body_gets_400_and_the_app_sees_disconnect() -> 
 
 async def test_reading_a_plain_socket_directly() -> None:
     """The direct read: data, then waiting, then EOF; a closed socket reads as EOF."""
-    from trioasgi._socket_io import read_socket as _read_socket
+    from trioasgi.core.socket_io import read_socket as _read_socket
 
     left, right = trio.socket.socketpair()
     with left, right:

@@ -25,10 +25,10 @@ from tests.conftest import (
     socket_stream_pair,
 )
 from trioasgi import Config
-from trioasgi._context import ServerContext
-from trioasgi._http11 import HTTPConnection
-from trioasgi._parser_pool import MAX_IDLE_PARSERS, ParserPool
-from trioasgi._parsers import new_parser
+from trioasgi.http11.connection import HTTPConnection
+from trioasgi.http11.parser_pool import MAX_IDLE_PARSERS, ParserPool
+from trioasgi.http11.parsers import new_parser
+from trioasgi.serving.context import ServerContext
 
 pytestmark = pytest.mark.usefixtures("http_parser")
 

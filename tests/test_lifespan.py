@@ -10,7 +10,7 @@ import trio
 
 import trioasgi
 from tests.conftest import running_server
-from trioasgi._lifespan import LifespanFailure
+from trioasgi.asgi.lifespan import LifespanFailure
 
 
 def lifespan_app(events: list, *, startup: str = "complete", shutdown: str = "complete"):

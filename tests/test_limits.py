@@ -9,8 +9,8 @@ import trio.testing
 from tests import apps
 from tests.conftest import MemoryConnection, exchange, read_until_closed, running_server
 from trioasgi import Config
-from trioasgi._cli import main
-from trioasgi._flags import build_parser, config_from_args
+from trioasgi.cli.flags import build_parser, config_from_args
+from trioasgi.cli.main import main
 
 
 class BodyApp:

@@ -17,9 +17,9 @@ import trio
 import trioasgi
 from tests import apps
 from tests.conftest import running_server
-from trioasgi._cli import main
-from trioasgi._flags import build_parser, config_from_args
-from trioasgi._listeners import BindSpec, bind_specs, open_listeners, parse_bind, systemd_fds
+from trioasgi.cli.flags import build_parser, config_from_args
+from trioasgi.cli.main import main
+from trioasgi.serving.listeners import BindSpec, bind_specs, open_listeners, parse_bind, systemd_fds
 
 # -- parsing ---------------------------------------------------------------------
 

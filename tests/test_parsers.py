@@ -18,9 +18,9 @@ from tests.conftest import MemoryConnection, accept_next_request, accepted_field
 from tests.malformed import HOST as _HOST
 from tests.malformed import get_request as _get
 from tests.malformed import post_request as _post
-from trioasgi._http_writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
-from trioasgi._parsers import new_parser
-from trioasgi._request_head import RequestHead, from_h11
+from trioasgi.asgi.request import RequestHead
+from trioasgi.http11.parsers import from_h11, new_parser
+from trioasgi.http11.writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
 
 pytestmark = pytest.mark.usefixtures("http_parser")
 
@@ -180,8 +180,8 @@ def test_a_remembered_response_head_is_remade_for_each_request_and_date(monkeypa
         (b"Sat, 21 Nov 2026 10:00:00 GMT", b"Sat, 21 Nov 2026 10:00:01 GMT"), 1795255200
     ):
         clock = types.SimpleNamespace(time=lambda second=second: second + 0.5)
-        monkeypatch.setattr("trioasgi._http_writer.time", clock)
-        monkeypatch.setattr("trioasgi._http_writer.http_date", lambda date=date: date)
+        monkeypatch.setattr("trioasgi.http11.writer.time", clock)
+        monkeypatch.setattr("trioasgi.http11.writer.http_date", lambda date=date: date)
         for request in requests:
             for status, headers, close in responses:
                 fresh = DefaultHeaders([(b"server", b"test"), (b"date", None)])

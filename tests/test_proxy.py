@@ -13,8 +13,8 @@ import trio
 import trioasgi
 from tests import apps
 from tests.conftest import MemoryConnection, read_until_closed, running_server
-from trioasgi._flags import build_parser, config_from_args
-from trioasgi._proxy import TrustedProxies, forwarded_client_and_scheme, parse_forwarded
+from trioasgi.cli.flags import build_parser, config_from_args
+from trioasgi.core.proxy import TrustedProxies, forwarded_client_and_scheme, parse_forwarded
 
 LOCAL = ("127.0.0.1", 5000)
 
@@ -215,3 +215,13 @@ async def test_access_log_shows_the_forwarded_client(caplog: pytest.LogCaptureFi
     async with running_server(apps.hello) as server, httpx.AsyncClient() as client:
         await client.get(server.url + "/logged", headers={"X-Forwarded-For": "203.0.113.7"})
     assert '203.0.113.7:0 - "GET /logged HTTP/1.1" 200' in caplog.text
+
+
+def test_x_forwarded_for_that_is_not_an_address_keeps_the_peer(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioasgi.error")
+    assert resolve({"X-Forwarded-For": "not-an-ip"}) == (LOCAL, "http")
+    assert resolve({"X-Forwarded-For": "not-an-ip", "X-Forwarded-Proto": "https"}) == (
+        LOCAL,
+        "https",
+    )
+    assert "not-an-ip" in caplog.text

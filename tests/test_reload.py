@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from tests.processes import server_process
-from trioasgi._reload import make_filter
+from trioasgi.cli.reload import make_filter
 
 pytest.importorskip("watchfiles")
 

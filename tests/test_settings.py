@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from trioasgi import Config, ConfigError
-from trioasgi._cli import main
-from trioasgi._flags import explicit_flags
-from trioasgi._settings import load_env_file, read_config_file, read_environment, resolve
+from trioasgi.cli.flags import explicit_flags
+from trioasgi.cli.main import main
+from trioasgi.cli.settings import load_env_file, read_config_file, read_environment, resolve
 
 
 def write(path, text: str):

@@ -10,8 +10,8 @@ import trio
 from tests import apps
 from tests.conftest import MemoryConnection
 from trioasgi import Config
-from trioasgi._http11 import FIRST_REQUEST_GRACE
-from trioasgi._lifespan import Lifespan, LifespanFailure
+from trioasgi.asgi.lifespan import Lifespan, LifespanFailure
+from trioasgi.http11.connection import FIRST_REQUEST_GRACE
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -208,7 +208,7 @@ async def test_slow_but_steady_request_body_is_not_cut(autojump_clock) -> None:
 
 
 def test_timeout_flags_map_to_config() -> None:
-    from trioasgi._flags import build_parser, config_from_args
+    from trioasgi.cli.flags import build_parser, config_from_args
 
     parser = build_parser()
     config = config_from_args(
@@ -233,7 +233,7 @@ def test_timeout_flags_map_to_config() -> None:
 
 async def test_tls_handshake_timeout_on_the_virtual_clock(autojump_clock, tmp_path) -> None:
     trustme = pytest.importorskip("trustme")
-    from trioasgi._server import Server
+    from trioasgi.serving.server import Server
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost")

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 import trioasgi
 from tests import apps
 from tests.conftest import read_until_closed, running_server
-from trioasgi._cli import main
-from trioasgi._tls import load_tls, rfc4514_name
+from trioasgi.cli.main import main
+from trioasgi.serving.tls import load_tls, rfc4514_name
 
 
 class Certs:
@@ -84,11 +84,11 @@ async def test_plain_http_has_no_tls_extension() -> None:
 
 
 async def test_raw_ssl_client_alpn_version_and_cipher_number(certs: Certs) -> None:
-    """A raw TLS 1.2 client: ALPN picks http/1.1, and the scope names what was negotiated."""
+    """A raw TLS 1.2 client offering http/1.1: ALPN picks it, and the scope names the TLS facts."""
     context = certs.client_context()
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256")
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     async with running_server(apps.show_scope, **certs.settings()) as server:
         tcp = await server.connect()
         stream = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
@@ -219,6 +219,10 @@ def test_encrypted_key(certs: Certs, tmp_path: Path, capsys: pytest.CaptureFixtu
         ssl_certfile=certs.certfile, ssl_keyfile=str(encrypted), ssl_keyfile_password="s3cret"
     )
     assert load_tls(settings) is not None
+    assert main([*argv, "--ssl-keyfile-password", "wrong"]) == 1
+    assert capsys.readouterr().err == (
+        f"trio-asgi: error: could not decrypt the key file {encrypted}: wrong password?\n"
+    )
 
 
 @pytest.mark.parametrize(

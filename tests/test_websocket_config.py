@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trioasgi import Config, ConfigError
-from trioasgi._flags import build_parser, config_from_args
+from trioasgi.cli.flags import build_parser, config_from_args
 
 
 def test_defaults() -> None:

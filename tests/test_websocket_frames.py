@@ -26,9 +26,9 @@ from wsproto.extensions import PerMessageDeflate
 import trioasgi
 from tests.conftest import DEFAULT_SETTINGS, MemoryConnection, read_until_closed
 from tests.ws_apps import Recorder, echo_app
-from trioasgi._context import ServerContext
-from trioasgi._http11 import HTTPConnection
-from trioasgi._websocket import MESSAGE_QUEUE_SIZE
+from trioasgi.http11.connection import HTTPConnection
+from trioasgi.serving.context import ServerContext
+from trioasgi.websocket.session import MESSAGE_QUEUE_SIZE
 
 # The upgrade is parsed by h11 or httptools: every test runs under each.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -464,7 +464,7 @@ async def test_a_compression_bomb_is_refused_before_it_is_inflated(nursery, auto
 
 
 async def test_write_lock_takes_no_step_when_free_and_keeps_order_when_not() -> None:
-    from trioasgi._ws_io import WriteLock
+    from trioasgi.websocket.io import WriteLock
 
     lock = WriteLock()
     steps = []

@@ -29,10 +29,10 @@ from tests.test_hot_path_guard import (
     counting,
 )
 from tests.ws_apps import echo_app
-from trioasgi._context import ServerContext
-from trioasgi._http11 import HTTPConnection
-from trioasgi._socket_io import RECEIVE_SIZE
-from trioasgi._ws_io import SocketReader
+from trioasgi.core.socket_io import RECEIVE_SIZE
+from trioasgi.http11.connection import HTTPConnection
+from trioasgi.serving.context import ServerContext
+from trioasgi.websocket.io import SocketReader
 
 #: Measured after the WebSocket work (see docs/performance-notes.md); it was 3,
 #: then 2 on a plain socket too until its writes stopped yielding after a read.

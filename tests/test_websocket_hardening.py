@@ -14,7 +14,7 @@ import trio.testing
 from tests.conftest import read_until_closed
 from tests.test_websocket_frames import UPGRADE, WSMemoryPeer
 from tests.ws_apps import Recorder, echo_app
-from trioasgi._websocket import CLOSE_TIMEOUT
+from trioasgi.websocket.session import CLOSE_TIMEOUT
 
 
 async def test_dribbled_upgrade_request_gets_408_at_the_header_timeout(

@@ -1,9 +1,15 @@
-"""trio-asgi: a trio-native, structured-concurrency ASGI server."""
+"""trio-asgi: a trio-native, structured-concurrency ASGI server.
 
-from ._config import Config, ConfigError
-from ._http_cycle import ClientDisconnected
-from ._server import serve
+The public API is what this module exports: :func:`run`, :func:`serve`,
+:class:`Config`, :class:`ConfigError` and :class:`ClientDisconnected`. Every subpackage
+(``core``, ``asgi``, ``http11``, ``websocket``, ``serving``, ``cli``) is
+private: its modules may change from one release to the next.
+"""
 
-__version__ = "0.1.0"
+from .cli.script import run
+from .core.config import Config
+from .core.errors import ClientDisconnected, ConfigError
+from .core.version import __version__
+from .serving.server import serve
 
-__all__ = ["ClientDisconnected", "Config", "ConfigError", "__version__", "serve"]
+__all__ = ["ClientDisconnected", "Config", "ConfigError", "__version__", "run", "serve"]

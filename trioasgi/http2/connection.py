@@ -1,0 +1,567 @@
+"""One HTTP/2 connection: a nursery with a reader, a writer and a task per stream.
+
+The connection's own task is the reader: it reads the socket, feeds h2 and
+routes h2's events to the streams, starting a task for each new request
+(at most ``h2_max_concurrent_streams`` at once; a stream over the limit is
+refused with ``RST_STREAM REFUSED_STREAM``, the connection carries on). The
+writer task is the only one that writes to the socket: whatever h2 has
+produced since its last write (every stream's frames, the reader's
+acknowledgements) leaves in one write. Each stream's task runs in its own
+cancel scope; a stream's end (its app returning or raising, a reset)
+touches nothing else, and the connection's end cancels every stream.
+
+Memory per connection is bounded whatever the client does: the request
+bodies waiting for their apps by the connection's receive window
+(``h2_connection_window_size``), since windows are widened only as the apps
+read; the bytes waiting for the writer by ``h2_max_connection_buffer``: past
+it, streams wait to hand over more and the reader stops reading, so a
+client that never reads the answers to its pings or its requests is held
+back by TCP. :mod:`.flood` counts the frames the known attacks repeat.
+
+Shutdown (RFC 9113, 6.8) is the two-step GOAWAY: a first one with the
+largest stream id, a PING to time the round trip, then the final one with
+the last stream actually started; streams opened after it are refused,
+those before it finish within the server's graceful deadline. An idle
+connection is closed after ``timeout_keep_alive`` with a GOAWAY too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..asgi.context import ServerState
+from ..asgi.cycle import ServerResponse, log_server_response
+from ..asgi.request import RequestHead
+from ..core.logs import TRACE, logger
+from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket, write_socket
+from .cycle import H2Cycle
+from .flood import Flood, FloodMeter
+from .request import H2Request, parse_request, trailers_are_valid
+from .stream import H2Stream
+from .websocket import run_websocket
+
+#: The largest stream id (RFC 9113, 5.1.1): the first GOAWAY of a shutdown names it.
+MAX_STREAM_ID = 2**31 - 1
+#: How long the first GOAWAY of a shutdown waits for its PING's answer.
+GOAWAY_ROUND_TRIP = 1.0
+#: The opaque data of that PING.
+_SHUTDOWN_PING = b"trioasgi"
+
+
+class _ServerConnection(h2.connection.H2Connection):
+    """h2's connection, but a stream over the concurrency limit is ours to refuse.
+
+    h2 answers a HEADERS frame beyond ``MAX_CONCURRENT_STREAMS`` with a
+    connection error, ending every stream; RFC 9113 (5.1.2) lets the server
+    refuse that one stream instead, which :class:`HTTP2Connection` does with
+    its own count of running streams. The property still runs h2's own
+    count, which also forgets the streams that have closed.
+    """
+
+    _new_streams = 0
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2's count walks every stream: done for every 16th new stream only,
+        # for its side effect (closed streams are forgotten).
+        self._new_streams += 1
+        if not self._new_streams % 16:
+            super().open_inbound_streams  # noqa: B018
+        return 0
+
+
+class H2Context(ServerState, Protocol):
+    """What an HTTP/2 connection needs of its server (``serving.context.ServerContext``)."""
+
+    response_defaults: Any
+
+
+class HTTP2Connection:
+    """Serves the streams of one client connection, concurrently."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        ctx: H2Context,
+        *,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        scheme: str = "http",
+        tls: dict[str, Any] | None = None,
+        received: bytes = b"",
+        upgrade: tuple[RequestHead, bytes] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.tls = tls
+        proxies = ctx.trusted_proxies
+        self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
+        config = ctx.config
+        self.config = config
+        self.h2 = _ServerConnection(
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Our own checks are the inbound (``request``) and outbound
+                # (``cycle``) ones, in one pass each.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_inbound_frame_size,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(config.ws != "none"),
+            },
+        )
+        # Bytes read before we knew it was HTTP/2 (the preface, perhaps more).
+        self._received = received
+        self._upgrade = upgrade
+        self._sock = plain_socket(stream)
+        #: The running streams, by id.
+        self.streams: dict[int, H2Stream] = {}
+        #: The WebSocket sessions among them (``websocket.session.WebSocketSession``).
+        self.websockets: set[Any] = set()
+        self._nursery: trio.Nursery | None = None
+        # What the writer has to write, and what it is writing now.
+        self._outbox = bytearray()
+        self._in_flight = 0
+        self._writer_wakeup: trio.Event | None = None
+        self._room: trio.Event | None = None
+        self._window_waiters: set[H2Stream] = set()
+        self._flood = FloodMeter(trio.current_time())
+        # Shutdown: the id of the last stream we will serve once the final GOAWAY is out.
+        self.shutting_down = False
+        self._last_stream_id = 0
+        self._final_goaway_sent = False
+        self._shutdown_ping = trio.Event()
+        self._closing = False
+        # The reader's wait for the next bytes: its deadline is the keep-alive timeout.
+        self._idle_scope = trio.CancelScope()
+
+    # -- life cycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve streams until the client leaves, an error, an idle timeout or shutdown."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._start()
+                nursery.start_soon(self._write_loop)
+                try:
+                    await self._read_loop()
+                finally:
+                    self._end_streams()
+                    self._closing = True
+                    self._wake_writer()
+        except Exception:
+            # A bug here must cost this connection, never the server.
+            logger.exception("HTTP/2 connection from %s failed", self.client)
+        finally:
+            await trio.aclose_forcefully(self.stream)
+
+    def _start(self) -> None:
+        h2conn = self.h2
+        if self._upgrade is not None:
+            request, settings = self._upgrade
+            try:
+                h2conn.initiate_upgrade_connection(settings)
+            except (h2.exceptions.ProtocolError, ValueError) as exc:
+                logger.log(TRACE, "%s: bad HTTP2-Settings: %s", self.client, exc)
+                self._close_with(ErrorCodes.PROTOCOL_ERROR)
+                return
+            else:
+                request_1 = H2Request(request, None, None)
+                self._start_task(self._start_stream(1, request_1, ended=True), request_1)
+        else:
+            h2conn.initiate_connection()
+        extra = self.config.h2_connection_window_size - 65535
+        if extra > 0:
+            h2conn.increment_flow_control_window(extra)
+        self.queued()
+        if not self.streams:
+            self._idle_scope.deadline = trio.current_time() + self.config.timeout_keep_alive
+
+    def begin_shutdown(self) -> None:
+        """Start the two-step GOAWAY; the connection closes once its streams are done."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        for session in list(self.websockets):
+            session.begin_shutdown()  # 1012, as over HTTP/1.1
+        if self._nursery is None or self._closing:
+            self._idle_scope.cancel()
+            return
+        self._send_goaway(MAX_STREAM_ID)
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.ping(_SHUTDOWN_PING)
+        self.queued()
+        self._nursery.start_soon(self._finish_shutdown)
+
+    async def _finish_shutdown(self) -> None:
+        with trio.move_on_after(GOAWAY_ROUND_TRIP):
+            await self._shutdown_ping.wait()
+        self._final_goaway_sent = True
+        self._send_goaway(self._last_stream_id)
+        self.queued()
+        if not self.streams:
+            self._idle_scope.cancel()
+
+    def _send_goaway(self, last_stream_id: int, error: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
+        """A GOAWAY that leaves the connection open for the streams before it.
+
+        h2's ``close_connection`` would stop h2 from sending anything more,
+        the responses still in flight included: the frame is made here.
+        """
+        frame = GoAwayFrame(stream_id=0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = error
+        self.queued()  # h2's frames so far go first
+        self._outbox += frame.serialize()
+        self._wake_writer()
+
+    def _calm_down(self, flood: Flood) -> None:
+        """End a connection that repeats what an attack repeats (``ENHANCE_YOUR_CALM``)."""
+        logger.info(
+            "HTTP/2 client %s sent too many %s frames: closing", self.client, flood.name.lower()
+        )
+        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _close_with(self, error: ErrorCodes) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection(error)
+        self.queued()
+        self._closing = True
+        self._idle_scope.cancel()
+
+    def _end_streams(self) -> None:
+        """The connection is over: every stream's task hears it and is cancelled."""
+        for stream in list(self.streams.values()):
+            stream.was_reset()
+            if stream.scope is not None:
+                stream.scope.cancel()
+
+    # -- reading ----------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        """Read until EOF, an error or the idle scope's end (keep-alive timeout, shutdown)."""
+        with self._idle_scope:
+            data = self._received
+            self._received = b""
+            while not self._closing:
+                if data:
+                    self._receive(data)
+                    if self._closing:
+                        return
+                # Answers the client does not read: stop reading until they are written.
+                while self.over_buffer() and not self._closing:
+                    await self.wait_for_room()
+                data = await self._read()
+                if not data:
+                    return
+        if not self._closing and not self.shutting_down:
+            logger.log(TRACE, "closing idle HTTP/2 connection from %s", self.client)
+            self._send_goaway(self._last_stream_id)
+
+    async def _read(self) -> bytes:
+        if self._sock is not None:
+            return await read_socket(self._sock)
+        try:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    def _receive(self, data: bytes) -> None:
+        """Feed h2 and act on its events; a protocol error ends the connection with GOAWAY."""
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            logger.log(TRACE, "HTTP/2 protocol error from %s: %s", self.client, exc)
+            self._close_with(exc.error_code or ErrorCodes.PROTOCOL_ERROR)
+            return
+        starting: list[tuple[H2Stream, H2Request]] = []
+        for event in events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event, starting)
+                if self._closing:
+                    return
+        # Tasks start after the whole batch: a stream reset in the same read
+        # (rapid reset) never costs one.
+        for stream, request in starting:
+            if stream.reset:
+                self._stream_done(stream)
+            else:
+                self._start_task(stream, request)
+        self.queued()
+
+    def _may_start(self, stream_id: int) -> bool:
+        if self._final_goaway_sent and stream_id > self._last_stream_id:
+            self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "after GOAWAY")
+            return False
+        if len(self.streams) >= self.config.h2_max_concurrent_streams:
+            self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "too many streams")
+            return False
+        return True
+
+    def _refuse_stream(self, stream_id: int, error: ErrorCodes, reason: str) -> None:
+        logger.log(TRACE, "%s: refusing stream %d: %s", self.client, stream_id, reason)
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.reset_stream(stream_id, error)
+
+    def _start_stream(self, stream_id: int, request: H2Request, ended: bool) -> H2Stream:
+        stream = H2Stream(self, stream_id, ended)
+        self.streams[stream_id] = stream
+        self._last_stream_id = max(self._last_stream_id, stream_id)
+        if len(self.streams) == 1:
+            self._idle_scope.deadline = math.inf
+        return stream
+
+    def _start_task(self, stream: H2Stream, request: H2Request) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_stream, stream, request, name=_STREAM_TASK_NAME)
+
+    async def _run_stream(self, stream: H2Stream, request: H2Request) -> None:
+        try:
+            with trio.CancelScope() as stream.scope:
+                if stream.reset:
+                    return
+                if request.protocol is not None:
+                    await self._run_extended_connect(stream, request)
+                else:
+                    await self._run_request(stream, request)
+        except Exception:
+            logger.exception("HTTP/2 stream %d from %s failed", stream.stream_id, self.client)
+        finally:
+            self._stream_done(stream)
+
+    async def _run_request(self, stream: H2Stream, request: H2Request) -> None:
+        limit = self.config.limit_request_body
+        if (
+            limit is not None
+            and request.content_length is not None
+            and (request.content_length > limit)
+        ):
+            await self._answer_error(stream, request.head, 413, "request body too large")
+            return
+        cycle = H2Cycle(stream, request.head)
+        if self.config.cancel_on_disconnect:
+            # A reset, or the connection's end, cancels the app's call.
+            cycle.app_scope = trio.CancelScope()
+        stream.cycle = cycle
+        await cycle.run()
+        if stream.response_done:
+            self._flood.reward()
+
+    async def _answer_error(
+        self, stream: H2Stream, head: RequestHead, status: int, detail: str
+    ) -> None:
+        """A response the server makes itself on a stream, and its access line."""
+        config = self.config
+        started = time.perf_counter() if config.access_log else 0.0
+        sent = await stream.send_error(status, detail)
+        if config.access_log:
+            response = ServerResponse(stream, head, status, sent, started)
+            log_server_response(response, config.access_log_format)
+
+    async def _run_extended_connect(self, stream: H2Stream, request: H2Request) -> None:
+        """RFC 8441: a WebSocket over this stream, or a refusal of another protocol."""
+        if request.protocol != b"websocket" or self.config.ws == "none":
+            await self._answer_error(stream, request.head, 501, "unsupported :protocol")
+            return
+
+        await run_websocket(self, stream, request.head)
+
+    def _stream_done(self, stream: H2Stream) -> None:
+        self.streams.pop(stream.stream_id, None)
+        self._window_waiters.discard(stream)
+        stream.abandon()
+        if not self.streams:
+            if self._final_goaway_sent:
+                self._idle_scope.cancel()
+            elif not self._closing:
+                self._idle_scope.deadline = trio.current_time() + self.config.timeout_keep_alive
+
+    # -- h2's events --------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived, starting: list) -> None:
+        stream_id = event.stream_id
+        request = parse_request(event.headers)
+        if type(request) is str:
+            self._refuse_stream(stream_id, ErrorCodes.PROTOCOL_ERROR, request)
+        elif self._may_start(stream_id):
+            stream = self._start_stream(stream_id, request, bool(event.stream_ended))
+            starting.append((stream, request))
+
+    def _on_data(self, event: h2.events.DataReceived, starting: list) -> None:
+        if not event.data and not event.stream_ended and not self._spend(Flood.EMPTY):
+            return
+        stream = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if stream is None or stream.reset:
+            # A stream that is over for us: its bytes only free the window.
+            if size:
+                self.h2.acknowledge_received_data(size, event.stream_id)
+            return
+        stream.data_received(event.data, size, bool(event.stream_ended))
+
+    def _on_trailers(self, event: h2.events.TrailersReceived, starting: list) -> None:
+        """Request trailers: checked, then dropped (ASGI has no request trailers)."""
+        if not trailers_are_valid(event.headers):
+            self._refuse_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR, "malformed trailers")
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.was_reset()
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded, starting: list) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.ended()
+
+    def _on_reset(self, event: h2.events.StreamReset, starting: list) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None or not event.remote_reset:
+            return
+        if not stream.response_done and not self._spend(Flood.RESET):
+            return
+        stream.was_reset()
+
+    def _on_window(self, event: Any, starting: list) -> None:
+        stream_id = getattr(event, "stream_id", 0)
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream in self._window_waiters:
+                self._window_waiters.discard(stream)
+                stream.notify()
+            return
+        waiters, self._window_waiters = self._window_waiters, set()
+        for stream in waiters:
+            stream.notify()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged, starting: list) -> None:
+        if self._spend(Flood.SETTINGS):
+            self._on_window(event, starting)
+
+    def _on_ping(self, event: Any, starting: list) -> None:
+        self._spend(Flood.PING)
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived, starting: list) -> None:
+        if event.ping_data == _SHUTDOWN_PING:
+            self._shutdown_ping.set()
+
+    def _on_priority(self, event: h2.events.PriorityUpdated, starting: list) -> None:
+        self._spend(Flood.PRIORITY)
+
+    def _on_terminated(self, event: h2.events.ConnectionTerminated, starting: list) -> None:
+        logger.log(TRACE, "%s sent GOAWAY (%s)", self.client, event.error_code)
+        self._closing = True
+
+    def _spend(self, flood: Flood) -> bool:
+        if self._flood.spend(flood, trio.current_time()):
+            return True
+        self._calm_down(flood)
+        return False
+
+    # -- writing ----------------------------------------------------------
+
+    def queued(self) -> None:
+        """h2 has (perhaps) more to send: move it to the writer's outbox and wake the writer."""
+        data = self.h2.data_to_send()
+        if data:
+            self._outbox += data
+            self._wake_writer()
+
+    def over_buffer(self) -> bool:
+        return len(self._outbox) + self._in_flight > self.config.h2_max_connection_buffer
+
+    async def wait_for_room(self) -> None:
+        """Until the writer has written enough for the buffer to be under its cap again."""
+        if self._closing and self._nursery is None:
+            return
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
+
+    def wait_for_window(self, stream: H2Stream) -> None:
+        """The stream waits for a window: wake it on the next WINDOW_UPDATE or SETTINGS."""
+        self._window_waiters.add(stream)
+
+    def _wake_writer(self) -> None:
+        wakeup = self._writer_wakeup
+        if wakeup is not None:
+            self._writer_wakeup = None
+            wakeup.set()
+
+    async def _write_loop(self) -> None:
+        """The only writer: everything queued since the last write leaves in one write."""
+        sock = self._sock
+        try:
+            while True:
+                if not self._outbox:
+                    if self._closing:
+                        return
+                    self._writer_wakeup = trio.Event()
+                    await self._writer_wakeup.wait()
+                    continue
+                data = self._outbox
+                self._outbox = bytearray()
+                self._in_flight = len(data)
+                if sock is not None:
+                    await write_socket(sock, data)
+                else:
+                    await self.stream.send_all(data)
+                self._in_flight = 0
+                room = self._room
+                if room is not None and not self.over_buffer():
+                    self._room = None
+                    room.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client is gone: nothing more can be written or read.
+            self._closing = True
+            self._idle_scope.cancel()
+            self._end_streams()
+        finally:
+            room = self._room
+            if room is not None:
+                self._room = None
+                room.set()
+
+
+_HANDLERS: dict[type, Callable[[HTTP2Connection, Any, list], None]] = {
+    h2.events.RequestReceived: HTTP2Connection._on_request,
+    h2.events.DataReceived: HTTP2Connection._on_data,
+    h2.events.TrailersReceived: HTTP2Connection._on_trailers,
+    h2.events.StreamEnded: HTTP2Connection._on_stream_ended,
+    h2.events.StreamReset: HTTP2Connection._on_reset,
+    h2.events.WindowUpdated: HTTP2Connection._on_window,
+    h2.events.RemoteSettingsChanged: HTTP2Connection._on_settings,
+    h2.events.PingReceived: HTTP2Connection._on_ping,
+    h2.events.PingAckReceived: HTTP2Connection._on_ping_ack,
+    h2.events.PriorityUpdated: HTTP2Connection._on_priority,
+    h2.events.ConnectionTerminated: HTTP2Connection._on_terminated,
+}
+
+#: The name of every stream task (trio's default name, spelled out once).
+_STREAM_TASK_NAME = f"{__name__}.{HTTP2Connection._run_stream.__qualname__}"

@@ -1,0 +1,201 @@
+"""One HTTP/2 request and its response: the ASGI request cycle of ``asgi.cycle`` over a stream.
+
+``receive()`` takes the body from the stream (which widens the client's
+windows as it goes); ``send()`` validates the response head at
+``http.response.start`` and sends it with the first body message, as
+HTTP/1.1 does, so a simple response leaves as one HEADERS frame and one
+DATA frame in the connection's next write. HTTP/2 has no framing to choose
+and no keep-alive to decide: the stream ends with the response.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import trio
+
+from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, RequestCycle
+from ..asgi.request import RequestHead
+from ..core.errors import ClientDisconnected
+from .stream import H2Stream
+
+# The module-level names the per-request code reads (globals are cheap).
+_START, _BODY, _COMPLETE, _TRAILERS = START, BODY, COMPLETE, TRAILERS
+
+#: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2):
+#: an app written for HTTP/1.1 may set them; they are dropped, not sent.
+_CONNECTION_FIELDS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+#: RFC 9110 token: what a field name may be made of.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: What a field value may not contain (RFC 9113, 8.2.1).
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
+
+_STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
+
+
+#: Fields already checked, as the app gave them -> as sent (None: dropped).
+#: Apps send the same few again and again; bounded, cleared when full.
+_checked_fields: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
+_CHECKED_FIELDS_MAX = 1024
+
+
+def _checked_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | None:
+    """A response field as HTTP/2 sends it, or None for a connection field; else ValueError."""
+    name = bytes(name).lower()
+    value = bytes(value)
+    if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+        raise ValueError(f"invalid response header {name!r}: {value!r}")
+    if name in _CONNECTION_FIELDS:
+        return None
+    return name, value.strip(b" \t")
+
+
+def response_head(status: int, headers: Any, defaults: Any) -> list[tuple[bytes, bytes]]:
+    """The header block of a response: ``:status``, the app's fields checked, the defaults.
+
+    ``ValueError`` for a status or field HTTP/2 cannot carry; the fields of
+    an HTTP/1.1 connection are dropped (RFC 9113, 8.2.2).
+    """
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"invalid response status {status!r}")
+    block = [(b":status", _STATUS_BYTES[status])]
+    present = set()
+    checked = _checked_fields
+    for pair in headers:
+        try:
+            field = checked[pair]
+        except KeyError:
+            field = _checked_field(*pair)
+            if len(checked) >= _CHECKED_FIELDS_MAX:
+                checked.clear()
+            checked[pair] = field
+        except TypeError:  # unhashable (a list, a bytearray): checked every time
+            field = _checked_field(*pair)
+        if field is not None:
+            present.add(field[0])
+            block.append(field)
+    block += defaults.pairs(without=present)
+    return block
+
+
+class H2Cycle(RequestCycle):
+    """Runs the app for one request on an HTTP/2 stream."""
+
+    __slots__ = ()
+
+    conn: H2Stream
+
+    def __init__(self, stream: H2Stream, request: RequestHead) -> None:
+        super().__init__(stream, request)
+        self.scope.setdefault("extensions", {})["http.response.trailers"] = {}
+
+    # -- receive ------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        stream = self.conn
+        if self._body_complete or self.disconnected:
+            if not self.disconnected:
+                # Nothing more to read: wait until the client resets the stream
+                # (or the connection goes) or our response is complete.
+                while not stream.reset and self._response is not _COMPLETE:
+                    await stream.wait_for_change()
+            else:
+                await trio.lowlevel.checkpoint()
+            return {"type": "http.disconnect"}
+        timeout = stream.ctx.config.timeout_request_body
+        if timeout is None or stream.has_body_waiting() or stream.body_done:
+            piece = await stream.read_body()
+        else:
+            piece = None
+            with trio.move_on_after(timeout) as waited:
+                piece = await stream.read_body()
+            if waited.cancelled_caught:
+                await self._refuse(408, "request body stalled")
+                return {"type": "http.disconnect"}
+        if piece is None:
+            self._mark_disconnected()
+            return {"type": "http.disconnect"}
+        body, more = piece
+        if self._body_limit is not None:
+            self._body_received += len(body)
+            if self._body_received > self._body_limit:
+                await self._refuse(413, "request body too large")
+                return {"type": "http.disconnect"}
+        if not more:
+            self._body_complete = True
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        """End a request whose body we will not read: answer ``status`` if we still can."""
+        if not self._head_written and not self.disconnected:
+            self._response = _COMPLETE
+            self.status = status
+            self._head_written = True
+            self.body_bytes = await self.conn.send_error(status, reason)
+            self._log_access()
+            self._set_response_complete()
+        self._mark_disconnected()
+
+    # -- send -----------------------------------------------------------------
+
+    def _start_response(self, status: int, headers: Any) -> None:
+        self._pending_head = response_head(status, headers, self.conn.ctx.response_defaults)
+
+    async def _send_body(self, message: dict[str, Any]) -> None:
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        stream = self.conn
+        if self._discard_body:
+            body = b""
+        # The last body message ends the stream, unless trailers follow.
+        end = not more_body and not self._trailers
+        head = self._pending_head
+        if not more_body:
+            self._response = _TRAILERS if self._trailers else _COMPLETE
+        try:
+            if head:
+                self._pending_head = b""
+                self._head_written = True
+                stream.send_headers(head, end_stream=end and not body)
+                if body:
+                    await stream.send_data(body, end_stream=end)
+            elif body or end:
+                await stream.send_data(body, end_stream=end)
+        except ClientDisconnected:
+            self._mark_disconnected()
+            raise
+        if body and self._measure:
+            self.body_bytes += len(body)
+        if end:
+            self._response_sent()
+
+    async def _send_trailers(self, message: dict[str, Any]) -> None:
+        """Trailers go out as the stream's last HEADERS frame (RFC 9113, 8.1)."""
+        if self._trailer_fields is None:
+            self._trailer_fields = []
+        for name, value in message.get("headers", ()):
+            name = bytes(name).lower()
+            value = bytes(value)
+            if name[:1] == b":" or not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+                raise ValueError(f"invalid trailer {name!r}: {value!r}")
+            if name not in _CONNECTION_FIELDS:
+                self._trailer_fields.append((name, value))
+        if message.get("more_trailers", False):
+            return
+        self._response = _COMPLETE
+        try:
+            self.conn.send_headers(self._trailer_fields, end_stream=True)
+        except ClientDisconnected:
+            self._mark_disconnected()
+            raise
+        self._response_sent()
+
+    def _response_sent(self) -> None:
+        self.conn.notify()  # a receive() waiting for the end of the response
+        if self._response_complete is not None:
+            self._response_complete.set()
+        if self._measure:
+            self._log_access()

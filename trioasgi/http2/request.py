@@ -1,0 +1,131 @@
+"""A request's header block (h2's ``RequestReceived``): checked, and made the request head.
+
+h2 is configured not to validate or normalize inbound headers: its
+checks run six generators over every field, and most of them are done
+here anyway, in one pass. This module holds every rule of RFC 9113 for a
+request header block (8.2, 8.3; RFC 8441 for ``:protocol``): names are
+lower-case tokens; values have no NUL, CR or LF and no surrounding
+whitespace; the pseudo-headers come first, once each, only the request's
+(``:method``, ``:scheme``, ``:path``, ``:authority``, ``:protocol``), with
+``:scheme`` and a non-empty ``:path`` unless CONNECT, ``:protocol`` only
+with CONNECT; no connection-specific field; ``te`` only ``trailers``; an
+``:authority`` or a ``host``, which agree when both are there. A block that
+breaks one is malformed (8.1.1): the stream is reset with
+``PROTOCOL_ERROR``, the connection carries on.
+
+What is left makes the ASGI scope: the pseudo-headers removed,
+``:authority`` given to the app as the ``host`` header at the start of the
+list (ASGI HTTP spec), and the ``cookie`` crumbs HTTP/2 splits a cookie
+into joined again (8.2.3), so an app reading one ``cookie`` header sees
+every cookie.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from ..asgi.request import RequestHead
+
+#: What ``:path`` may hold for the scope: visible ASCII (RFC 3986 with escapes).
+_PATH = re.compile(rb"[\x21-\x7e]+")
+#: An RFC 9110 token in lower case, for field names; any case for ``:method``.
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A field value: no NUL, CR or LF, and no space or tab at either end.
+_VALUE = re.compile(rb"(?:[^\x00\r\n \t](?:[^\x00\r\n]*[^\x00\r\n \t])?)?")
+#: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2).
+_CONNECTION_FIELDS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
+
+
+class H2Request(NamedTuple):
+    """What a stream asks for: the head, and ``:protocol`` for an extended CONNECT."""
+
+    head: RequestHead
+    #: RFC 8441's ``:protocol`` (``b"websocket"``), or None.
+    protocol: bytes | None
+    #: ``content-length`` as declared, or None.
+    content_length: int | None
+
+
+def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
+    """The request a header block makes, or why it is malformed."""
+    pseudo: dict[bytes, bytes] = {}
+    fields: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    host = content_length = None
+    for name, value in headers:
+        if not _VALUE.fullmatch(value):
+            return f"the value of {name!r} is not a valid field value"
+        if name[:1] == b":":
+            if fields or cookies or host is not None:
+                return f"pseudo-header {name!r} after a regular field"
+            if name not in _PSEUDO or name in pseudo:
+                return f"pseudo-header {name!r} is unknown or repeated"
+            pseudo[name] = value
+            continue
+        if not _NAME.fullmatch(name):
+            return f"{name!r} is not a valid lower-case field name"
+        if name == b"cookie":
+            cookies.append(value)
+            continue
+        if name == b"host":
+            if host is not None:
+                return "more than one host field"
+            host = value
+            continue
+        if name in _CONNECTION_FIELDS:
+            return f"connection-specific field {name!r}"
+        if name == b"te" and value.lower() != b"trailers":
+            return "te other than trailers"
+        if name == b"content-length":
+            if not value.isdigit() or (content_length is not None and int(value) != content_length):
+                return "the content-length is not one number"
+            content_length = int(value)
+        fields.append((name, value))
+    return _request(pseudo, fields, cookies, host, content_length)
+
+
+def _request(
+    pseudo: dict[bytes, bytes],
+    fields: list[tuple[bytes, bytes]],
+    cookies: list[bytes],
+    host: bytes | None,
+    content_length: int | None,
+) -> H2Request | str:
+    method = pseudo.get(b":method")
+    path = pseudo.get(b":path")
+    protocol = pseudo.get(b":protocol")
+    authority = pseudo.get(b":authority")
+    if method is None or not _TOKEN.fullmatch(method):
+        return "no valid :method"
+    if method == b"CONNECT":
+        if protocol is None:
+            return "CONNECT is only served with :protocol (RFC 8441)"
+    elif protocol is not None:
+        return ":protocol without CONNECT"
+    if b":scheme" not in pseudo or path is None:
+        return "no :scheme or no :path"
+    if not _PATH.fullmatch(path) or (path[:1] != b"/" and path != b"*"):
+        return "the :path is not a valid path"
+    if authority is None:
+        if host is None:
+            return "neither :authority nor host"
+        authority = host
+    elif host is not None and host != authority:
+        return "host and :authority disagree"
+    fields.insert(0, (b"host", authority))
+    if cookies:
+        fields.append((b"cookie", b"; ".join(cookies)))
+    return H2Request(RequestHead(method, path, b"2", fields), protocol, content_length)
+
+
+def trailers_are_valid(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a trailer block is well formed: regular fields only (RFC 9113, 8.1)."""
+    return all(
+        _NAME.fullmatch(name) and _VALUE.fullmatch(value) and name not in _CONNECTION_FIELDS
+        for name, value in headers
+    )
