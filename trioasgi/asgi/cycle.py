@@ -20,11 +20,15 @@ from typing import Any, Protocol
 import trio
 
 from ..core.access_log import CLIENT_CLOSED_REQUEST, NO_RESPONSE, format_access_line
-from ..core.errors import ClientDisconnected
+from ..core.errors import ClientDisconnected, FileUnavailable
 from ..core.logs import access_logger, logger
 from .context import Connection
+from .files import FileBody, path_body, zerocopy_body
 from .request import RequestHead
 from .scope import build_scope
+
+#: The messages whose body is a file (``asgi.files``).
+_FILE_MESSAGES = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 #: Responses that never carry a body, whatever the app sends.
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -134,6 +138,12 @@ class RequestCycle:
                     # client is gone: logged at debug level, no 500, and
                     # the access line shows the request cut short.
                     raise ClientDisconnected("the client left: the app's call was cancelled")
+        except FileUnavailable as exc:
+            # The app asked for a file that is gone or unreadable: an error
+            # of the moment (or of a deployment), not a bug with a traceback.
+            cut_short = "application error"
+            logger.error("Cannot send the file of a response: %s", exc)
+            await self._fail()
         except Exception as exc:
             cut_short = "application error"
             if self.disconnected:
@@ -202,11 +212,34 @@ class RequestCycle:
                 self._trailers = True
         elif message_type == "http.response.trailers" and self._response is TRAILERS:
             await self._send_trailers(message)
+        elif message_type in _FILE_MESSAGES and self._response is BODY:
+            await self._send_file_message(message_type, message)
+        elif message_type == "http.response.early_hint" and self._response is START:
+            links = message.get("links", ())
+            if isinstance(links, (str, bytes)) or not all(type(link) is bytes for link in links):
+                raise TypeError("http.response.early_hint needs 'links': a list of bytes")
+            await self._send_early_hint(list(links))
         else:
             raise RuntimeError(
                 f"unexpected ASGI message {message_type!r} while the response is "
                 f"{self._response.value}"
             )
+
+    async def _send_file_message(self, message_type: str, message: dict[str, Any]) -> None:
+        """``http.response.pathsend`` or ``http.response.zerocopysend``: a body from a file.
+
+        The file is opened (pathsend) and checked before anything is written,
+        so a file that is missing or unreadable is still a 500.
+        """
+        if message_type == "http.response.pathsend":
+            body, more_body = path_body(message), False
+        else:
+            body, more_body = zerocopy_body(message), bool(message.get("more_body", False))
+        sent = 0
+        try:
+            sent = await self._send_file(body, more_body)
+        finally:
+            body.close(sent)
 
     def _start_response(self, status: int, headers: Any) -> None:
         """Validate the response head and keep it for the first body message."""
@@ -223,6 +256,17 @@ class RequestCycle:
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         """Write (or, where the protocol cannot carry them, drop) a trailers message."""
         raise NotImplementedError
+
+    async def _send_file(self, body: FileBody, more_body: bool) -> int:
+        """Write a body from a file (with the head, if not written yet); the bytes sent.
+
+        Raises ``FileUnavailable`` if the file ends early or cannot be read.
+        """
+        raise NotImplementedError
+
+    async def _send_early_hint(self, links: list[bytes]) -> None:
+        """Send a 103 Early Hints response with these ``link`` values now, if the protocol can."""
+        await trio.lowlevel.checkpoint()
 
     # -- the end of the exchange ----------------------------------------------
 

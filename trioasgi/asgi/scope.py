@@ -19,6 +19,8 @@ _METHODS = {
     method.encode(): method
     for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 }
+#: The options of an extension that has none (shared, never changed).
+_NO_OPTIONS: dict[str, Any] = {}
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0", b"2": "2"}
 
 
@@ -61,7 +63,15 @@ def build_scope(conn: Connection, request: RequestHead, proxied: bool = True) ->
         "query_string": query_string,
         "headers": headers,
         "state": conn.ctx.lifespan_state.copy(),
+        # Each request its own dict (a middleware may add to it); the
+        # extensions' option dicts are empty and shared. What they do is
+        # in asgi.files and the protocols' cycles.
+        "extensions": {
+            "http.response.pathsend": _NO_OPTIONS,
+            "http.response.zerocopysend": _NO_OPTIONS,
+            "http.response.early_hint": _NO_OPTIONS,
+        },
     }
     if conn.tls is not None:
-        scope["extensions"] = {"tls": conn.tls}
+        scope["extensions"]["tls"] = conn.tls
     return scope

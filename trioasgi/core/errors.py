@@ -13,3 +13,11 @@ class ConfigError(ValueError):
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone (ASGI HTTP spec 2.4)."""
+
+
+class FileUnavailable(OSError):
+    """A file an app asked the server to send cannot be opened or read to its end.
+
+    Before the response head is written the client gets a 500; after it,
+    the connection is closed mid-body.
+    """

@@ -15,6 +15,8 @@ import os
 
 import trio
 
+from .errors import FileUnavailable
+
 #: How much one read may return: the most the server reads ahead of what an
 #: app has asked for.
 RECEIVE_SIZE = 64 * 1024
@@ -103,3 +105,37 @@ def _write_some(sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
         return 0
     except OSError as exc:
         raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
+async def send_file(sock: trio.socket.SocketType, fd: int, offset: int, count: int) -> int:
+    """Send ``count`` bytes of file ``fd`` from ``offset`` with ``os.sendfile``; the bytes sent.
+
+    Straight from the page cache to the socket: no copy through Python and
+    no thread. Each call sends what the socket's buffer takes, then the task
+    yields (a big file must not hold the other connections back) or, when
+    the buffer is full, waits for it to drain; a client that leaves makes
+    the next call fail at once. Raises ``trio.BrokenResourceError`` if the
+    peer is gone and ``trio.ClosedResourceError`` if the socket was closed;
+    a file that ends early returns fewer than ``count`` bytes, one that
+    cannot be read raises ``FileUnavailable``.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    sent = 0
+    while sent < count:
+        out = sock.fileno()
+        if out == -1:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            n = os.sendfile(out, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        except (BrokenPipeError, ConnectionError) as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        except OSError as exc:  # the file's side: a read error
+            raise FileUnavailable(f"reading the file failed: {exc.strerror}") from exc
+        if n == 0:  # the file is shorter than it was
+            break
+        sent += n
+        await trio.lowlevel.cancel_shielded_checkpoint()
+    return sent

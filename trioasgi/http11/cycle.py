@@ -24,8 +24,9 @@ import h11
 import trio
 
 from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, CycleConnection, RequestCycle
-from ..core.errors import ClientDisconnected
-from ..core.socket_io import write_socket
+from ..asgi.files import FileBody, read_chunks
+from ..core.errors import ClientDisconnected, FileUnavailable
+from ..core.socket_io import send_file, write_socket
 
 #: Bytes of a pipelined next request we accept while watching for a
 #: disconnect during the current one; past this the socket is left unread.
@@ -266,6 +267,76 @@ class H11Cycle(RequestCycle):
             self._response_complete.set()
         if self._measure:
             self._log_access()
+
+    def _end_response(self) -> None:
+        """The response's last bytes are out: keep-alive, waiters, access log."""
+        if self.conn.h11.our_state is h11.MUST_CLOSE:
+            self.keep_alive = False
+        self._set_response_complete()
+        if self._measure:
+            self._log_access()
+
+    async def _send_file(self, body: FileBody, more_body: bool) -> int:
+        """A body from a file: ``os.sendfile`` on a plain socket, chunks read in a thread on TLS."""
+        count = 0 if self._discard_body else body.count
+        # A response with trailers to come does not end with its body.
+        end = not more_body and not self._trailers
+        before, after = self.conn.h11.frame_file(count, end)
+        head = self._pending_head + before
+        self._pending_head = b""
+        if head:
+            self._head_written = True
+            if not await self._write(head):
+                raise ClientDisconnected("the client has disconnected")
+        sent = 0
+        if count:
+            self._head_written = True
+            sent = await self._write_file(body, count)
+            if self._measure:
+                self.body_bytes += sent
+            if sent < count:
+                raise FileUnavailable("the file ended before the bytes the response declared")
+        if not more_body:
+            self._response = _COMPLETE if end else _TRAILERS
+        if after and not await self._write(after):
+            raise ClientDisconnected("the client has disconnected")
+        if end:
+            self._end_response()
+        return sent
+
+    async def _write_file(self, body: FileBody, count: int) -> int:
+        """Hand ``count`` bytes of the file to the socket; how many went (fewer if it shrank)."""
+        if self._writing:
+            raise trio.BusyResourceError("another task is sending on this response")
+        self._writing = True
+        conn = self.conn
+        sent = 0
+        try:
+            sock = conn.plain_socket
+            if sock is not None:
+                sent = await send_file(sock, body.fd, body.offset, count)
+            else:
+                async for chunk in read_chunks(body):
+                    await conn.stream.send_all(chunk)
+                    sent += len(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._mark_disconnected()
+            raise ClientDisconnected("the client has disconnected") from None
+        finally:
+            self._writing = False
+        return sent
+
+    async def _send_early_hint(self, links: list[bytes]) -> None:
+        """103 Early Hints, a ``link`` field per link, written at once; not to HTTP/1.0 clients."""
+        if self.request.http_version != b"1.1" or not links:
+            # An HTTP/1.0 client may not understand an interim response.
+            await trio.lowlevel.checkpoint()
+            return
+        hint = h11.InformationalResponse(
+            status_code=103, headers=[(b"link", link) for link in links], reason=b"Early Hints"
+        )
+        if not await self._write(self.conn.h11.send(hint)):
+            raise ClientDisconnected("the client has disconnected")
 
     async def _write(self, data: bytes) -> bool:
         """Hand bytes to the socket; False if the client is gone."""

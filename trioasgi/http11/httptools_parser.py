@@ -86,6 +86,7 @@ class HttptoolsConnection:
         self.send = writer.send
         self.send_response = writer.send_response
         self.send_body = writer.send_body
+        self.frame_file = writer.frame_file
         self._their_state: Any = h11.IDLE
         self._expects_continue = False
         # The head being parsed.

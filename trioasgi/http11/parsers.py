@@ -43,6 +43,7 @@ class H11Connection:
         self.send = writer.send
         self.send_response = writer.send_response
         self.send_body = writer.send_body
+        self.frame_file = writer.frame_file
 
     def end_with_trailers(self, fields: Any) -> bytes:
         return self._writer.end_with_trailers(fields)

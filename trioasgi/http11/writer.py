@@ -338,6 +338,32 @@ class ResponseWriter:
         data = self.send_body(b"", True)  # the same checks and state change
         return data[: -len(b"\r\n")] + b"".join(lines) + b"\r\n"
 
+    def frame_file(self, count: int, end: bool) -> tuple[bytes, bytes]:
+        """What goes before and after ``count`` body bytes sent from a file.
+
+        The same checks and state changes as ``send_body`` with a body of that
+        length, for bytes that never pass through here (``os.sendfile``).
+        """
+        if self.our_state is not h11.SEND_BODY:
+            self.our_state = h11.ERROR
+            raise h11.LocalProtocolError("can't send data before the response head")
+        before = after = b""
+        if self.framing == "length":
+            remaining = self.remaining - count
+            if remaining < 0 or (end and remaining):
+                self.our_state = h11.ERROR
+                too = "much" if remaining < 0 else "little"
+                raise h11.LocalProtocolError(f"Too {too} data for declared Content-Length")
+            self.remaining = remaining
+        elif self.framing == "chunked":
+            if count:
+                before, after = b"%x\r\n" % count, b"\r\n"
+            if end:
+                after += b"0\r\n\r\n"
+        if end:
+            self.our_state = h11.DONE if self.keep_alive else h11.MUST_CLOSE
+        return before, after
+
     def informational(self, event: h11.InformationalResponse) -> bytes:
         if event.status_code == 100 and not event.headers:
             return _CONTINUE

@@ -65,7 +65,11 @@ def websocket_scope(conn: UpgradeConnection, request: RequestHead) -> dict[str, 
     # After any trusted proxy's X-Forwarded-Proto: "https" (or "wss") means wss.
     scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
     scope["subprotocols"] = _offered_subprotocols(request)
-    scope.setdefault("extensions", {})["websocket.http.response"] = {}
+    # The HTTP response extensions are not the WebSocket's: only TLS stays.
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if conn.tls is not None:
+        extensions["tls"] = conn.tls
+    scope["extensions"] = extensions
     return scope
 
 
