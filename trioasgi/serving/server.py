@@ -41,6 +41,8 @@ from .tls import load_tls, tls_extension
 #: accept() errors that mean "out of resources for now", not "listener broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_SECONDS = 0.1
+#: The most connections one wake-up of an accept loop takes from the backlog.
+_ACCEPT_BURST = 256
 #: How many local addresses get a tuple shared by all their connections
 #: (a server has a handful; more than this are not worth remembering).
 _MAX_LOCAL_ADDRESSES = 64
@@ -206,6 +208,14 @@ class Server:
             drain_scope.deadline = trio.current_time() + timeout
 
     async def _accept_loop(self, listener: Listener, connections: trio.Nursery) -> None:
+        """Accept connections until cancelled: each wake-up takes all that are waiting.
+
+        ``accept()`` takes one connection and then yields: one connection per
+        turn of the scheduler, whose turns get longer with every connection
+        served. With a thousand clients connecting at once the last ones
+        would wait seconds in the backlog (docs/performance-notes.md, round
+        9), so the rest of the backlog is taken in the same step.
+        """
         while True:
             try:
                 stream = await listener.listener.accept()
@@ -219,6 +229,10 @@ class Server:
             connections.start_soon(
                 self._handle_connection, stream, listener, name=_CONNECTION_TASK_NAME
             )
+            for stream in _accept_waiting(listener.listener.socket, _ACCEPT_BURST):
+                connections.start_soon(
+                    self._handle_connection, stream, listener, name=_CONNECTION_TASK_NAME
+                )
 
     async def _handle_connection(self, stream: trio.SocketStream, listener: Listener) -> None:
         # Few locals: this frame is held for as long as the connection is open.
@@ -376,6 +390,34 @@ def _peer_name(client: tuple[str, int] | None, listener: Listener) -> str:
     if client is None:
         return listener.url("unix")
     return f"{client[0]}:{client[1]}"
+
+
+def _accept_waiting(listening: trio.socket.SocketType, limit: int) -> list[trio.SocketStream]:
+    """The connections already waiting in the backlog (at most ``limit``), taken without waiting.
+
+    Through a stdlib socket object over the listening descriptor, detached
+    again before returning: trio's ``accept()`` would yield after each one.
+    Any error ends the burst; the next ``accept()`` meets it again and
+    handles it (a full descriptor table, a connection reset meanwhile).
+    """
+    fd = listening.fileno()
+    if fd == -1:
+        return []
+    twin = socket.socket(fileno=fd)
+    accepted = []
+    try:
+        # Already so (trio made it non-blocking); a default timeout set by
+        # the app must not make these accepts wait.
+        twin.setblocking(False)
+        while len(accepted) < limit:
+            try:
+                sock, _ = twin.accept()
+            except OSError:
+                break
+            accepted.append(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+    finally:
+        twin.detach()
+    return accepted
 
 
 def _peer(sock: trio.socket.SocketType) -> tuple[str, int] | None:
