@@ -5,13 +5,19 @@ an ASGI app can. Routes:
 
 - ``GET /``: "Hello, world!" as text/plain with a content-length.
 - ``POST /echo``: reads the whole body and sends it back.
-- ``GET /stream``: 100 MiB in 64 KiB chunks, one ``http.response.body`` each.
+- ``GET /stream``: 1 GiB (``BENCH_STREAM_BYTES``) in 64 KiB chunks, one
+  ``http.response.body`` each.
+- ``GET /file``: Starlette's ``FileResponse`` of the file ``BENCH_FILE``
+  names (the harness makes a 1 GiB one): the server sends it itself if it
+  offers ``http.response.pathsend``, otherwise Starlette reads it in 64 KiB
+  chunks in worker threads.
 - websocket ``/ws``: accepts, echoes text and bytes until the client leaves.
 - lifespan: answers startup and shutdown with ``.complete``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,7 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 HELLO = b"Hello, world!"
 STREAM_CHUNK = 64 * 1024
-STREAM_TOTAL = 100 * 1024 * 1024
+STREAM_TOTAL = int(os.environ.get("BENCH_STREAM_BYTES", 1024 * 1024 * 1024))
 # One chunk object reused for every send: the app must not be what the
 # streaming scenario measures.
 _CHUNK = b"x" * STREAM_CHUNK
@@ -53,6 +59,11 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         await _echo(receive, send)
     elif path == "/stream" and method == "GET":
         await _stream(send)
+    elif path == "/file" and method == "GET" and os.environ.get("BENCH_FILE"):
+        # Imported here: every other route runs without Starlette installed.
+        from starlette.responses import FileResponse
+
+        await FileResponse(os.environ["BENCH_FILE"])(scope, receive, send)
     else:
         await _plain(send, 404, b"Not Found")
 
@@ -83,9 +94,12 @@ async def _stream(send: Send) -> None:
         (b"content-length", str(STREAM_TOTAL).encode()),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    chunks = STREAM_TOTAL // STREAM_CHUNK
+    chunks, rest = divmod(STREAM_TOTAL, STREAM_CHUNK)
     for i in range(chunks):
-        await send({"type": "http.response.body", "body": _CHUNK, "more_body": i < chunks - 1})
+        more = i < chunks - 1 or rest > 0
+        await send({"type": "http.response.body", "body": _CHUNK, "more_body": more})
+    if rest:
+        await send({"type": "http.response.body", "body": _CHUNK[:rest]})
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:

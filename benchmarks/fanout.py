@@ -42,15 +42,22 @@ def _reason(stderr: str, code: int) -> str:
 
 def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[str, Any]]:
     """Start `python -m module ARGS` once per argument list; return each one's JSON result."""
+    return run_commands(
+        module, [[sys.executable, "-m", module, *args] for args in per_process], timeout
+    )
+
+
+def run_commands(name: str, argvs: list[list[str]], timeout: float) -> list[dict[str, Any]]:
+    """Start each command on the load cores; return the JSON line each one prints last."""
     procs = [
         subprocess.Popen(
-            ["taskset", "-c", cpu_list(load_cores()), sys.executable, "-m", module, *args],
+            ["taskset", "-c", cpu_list(load_cores()), *argv],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for args in per_process
+        for argv in argvs
     ]
     results, problems = [], []
     for proc in procs:
@@ -59,11 +66,11 @@ def run(module: str, per_process: list[list[str]], timeout: float) -> list[dict[
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            problems.append(f"{module} worker overran {timeout:.0f} s")
+            problems.append(f"{name} worker overran {timeout:.0f} s")
             continue
         lines = out.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            problems.append(f"{module} worker failed: {_reason(err, proc.returncode)}")
+            problems.append(f"{name} worker failed: {_reason(err, proc.returncode)}")
             continue
         results.append(json.loads(lines[-1]))
     # A worker short means a rate short: better no number than a wrong one.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -36,6 +37,11 @@ class LoadResult:
     requests: int
     errors: int
     tool: str
+    # wrk's latency distribution (NaN from the built-in generator) and its
+    # timeouts: requests not answered within the run's timeout.
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    timeouts: int = 0
 
 
 # Set by `--generator builtin`, to compare the two or to test the fallback.
@@ -61,20 +67,40 @@ def generator_name() -> str:
 
 
 def http_load(
-    port: int, *, path: str, connections: int, duration: float, body_size: int = 0
+    port: int,
+    *,
+    path: str,
+    connections: int,
+    duration: float,
+    body_size: int = 0,
+    timeout: float = 10.0,
 ) -> LoadResult:
-    """Closed-loop load on GET `path` (or POST with a body of `body_size` bytes)."""
+    """Closed-loop load on GET `path` (or POST with a body of `body_size` bytes).
+
+    A request unanswered after `timeout` seconds is a timeout (wrk only).
+    """
     if wrk_path():
-        return _wrk(port, path, connections, duration, body_size)
+        return _wrk(port, path, connections, duration, body_size, timeout)
     return _builtin(port, path, connections, duration, body_size)
 
 
-def _wrk(port: int, path: str, connections: int, duration: float, body_size: int) -> LoadResult:
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk_percentile(out: str, percent: int) -> float:
+    """A percentile of wrk's `--latency` distribution, in ms (NaN if absent)."""
+    found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    return float(found.group(1)) * _UNIT_MS[found.group(2)] if found else math.nan
+
+
+def _wrk(
+    port: int, path: str, connections: int, duration: float, body_size: int, timeout: float
+) -> LoadResult:
     threads = max(1, min(len(load_cores()), connections))
     argv = [
         *("taskset", "-c", cpu_list(load_cores()), wrk_path() or "wrk"),
         *("-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s"),
-        *("--timeout", "10s"),
+        *("--timeout", f"{timeout:g}s", "--latency"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         if body_size:
@@ -95,7 +121,16 @@ def _wrk(port: int, path: str, connections: int, duration: float, body_size: int
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors += int(non2xx.group(1)) if non2xx else 0
-    return LoadResult(float(rate.group(1)), int(total.group(1)), errors, "wrk")
+    timeouts = re.search(r"timeout (\d+)", out)
+    return LoadResult(
+        float(rate.group(1)),
+        int(total.group(1)),
+        errors,
+        "wrk",
+        _wrk_percentile(out, 50),
+        _wrk_percentile(out, 99),
+        int(timeouts.group(1)) if timeouts else 0,
+    )
 
 
 def _builtin(port: int, path: str, connections: int, duration: float, body_size: int) -> LoadResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import time
 
 # The server under test always runs alone on this core.
 SERVER_CORE = 0
@@ -47,3 +48,34 @@ def raise_nofile(wanted: int) -> int:
             wanted = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return wanted
+
+
+def busy_seconds(core: int | None = None) -> float:
+    """CPU seconds processes spent running so far (user, system, steal): on `core`, or on all.
+
+    From /proc/stat. Interrupt and softirq time is left out: it is the
+    kernel's work for whatever the core's own process sends and receives
+    (loopback TCP delivers in softirq), not another process's. 0.0 where
+    there is no /proc/stat (the harness then cannot tell whether other
+    processes competed, and says nothing).
+    """
+    name = "cpu" if core is None else f"cpu{core}"
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                fields = line.split()
+                if fields and fields[0] == name:
+                    # user nice system idle iowait irq softirq steal (guest is in user)
+                    ticks = [int(n) for n in fields[1:9]] + [0] * 8
+                    busy = ticks[0] + ticks[1] + ticks[2] + ticks[7]
+                    return busy / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def others_busy_share(seconds: float = 1.0) -> float:
+    """Over `seconds` of the harness sleeping, how busy the machine's cores were (0..cores)."""
+    before = busy_seconds()
+    time.sleep(seconds)
+    return (busy_seconds() - before) / seconds

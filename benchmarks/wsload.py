@@ -1,8 +1,15 @@
-"""WebSocket load: trio-websocket clients echoing small messages, reported as messages/s.
+"""WebSocket load: clients echoing small messages, reported as messages/s.
 
 Each connection sends a message and waits for its echo before sending the
-next (closed loop), so messages/s is round trips per second. Run as
-`python -m benchmarks.wsload ...` it is one worker and prints one JSON line.
+next (closed loop), so messages/s is round trips per second. The clients
+are Node's ``ws`` package (``benchmarks/wsnode/``, installed with ``npm ci``
+on first use) when ``node`` and ``npm`` are there: a Python client spends
+about as much CPU per message as the server, so on one core it, not the
+server, set the figure (every server read about 17,000 messages/s). The
+fallback is trio-websocket clients in this package; the report's server
+CPU column says which one was the limit. Run as
+`python -m benchmarks.wsload ...` it is one Python worker and prints one
+JSON line.
 """
 
 from __future__ import annotations
@@ -10,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -29,14 +39,46 @@ class WsResult:
     tool: str
 
 
+NODE_CLIENT = Path(__file__).resolve().parent / "wsnode"
+
+
+def node_client() -> Path | None:
+    """The Node client's directory, its ``ws`` package installed; None without node or npm."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        return None
+    if not (NODE_CLIENT / "node_modules" / "ws").is_dir():
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=NODE_CLIENT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            return None
+    return NODE_CLIENT
+
+
 def ws_load(port: int, *, connections: int, duration: float) -> WsResult:
     """Echo `MESSAGE` over `connections` websockets for `duration` seconds."""
     procs = fanout.process_count(connections)
+    client = None if _force_python else node_client()
+    if client is not None:
+        argvs = [
+            ["node", str(client / "client.js"), str(port), str(n), str(duration)]
+            for n in fanout.split(connections, procs)
+        ]
+        results = fanout.run_commands("ws client", argvs, timeout=duration + CONNECT_TIMEOUT + 30)
+        return _combined(results, f"node ws ({procs} processes)")
     args = [
         ["--port", str(port), "--connections", str(n), "--duration", str(duration)]
         for n in fanout.split(connections, procs)
     ]
     results = fanout.run("benchmarks.wsload", args, timeout=duration + CONNECT_TIMEOUT + 30)
+    return _combined(results, f"trio-websocket ({procs} processes)")
+
+
+def _combined(results: list[dict[str, Any]], tool: str) -> WsResult:
     rate = sum(r["messages"] / r["elapsed"] for r in results if r["elapsed"] > 0)
     if rate == 0:
         reasons = [r["error"] for r in results if r.get("error")]
@@ -45,8 +87,17 @@ def ws_load(port: int, *, connections: int, duration: float) -> WsResult:
         rate,
         int(sum(r["messages"] for r in results)),
         int(sum(r["errors"] for r in results)),
-        f"trio-websocket ({procs} processes)",
+        tool,
     )
+
+
+# Set by `--generator builtin`: the Python clients, to compare or test the fallback.
+_force_python = False
+
+
+def force_python(on: bool = True) -> None:
+    global _force_python
+    _force_python = on
 
 
 async def echo_loop(port: int, connections: int, duration: float) -> dict[str, Any]:
