@@ -104,6 +104,7 @@ class HTTPConnection:
         "shutting_down",
         "stream",
         "tls",
+        "unyielded",
     )
 
     def __init__(
@@ -158,6 +159,8 @@ class HTTPConnection:
         self.handover: HTTP2Handover | None = None
         #: Why the connection ended, for the debug log; set on the way out.
         self.close_reason = "the client closed it"
+        # Response bytes written since the task last yielded (see H11Cycle._write).
+        self.unyielded = 0
 
     # -- life cycle -------------------------------------------------------
 

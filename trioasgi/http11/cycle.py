@@ -28,6 +28,12 @@ from ..asgi.files import FileBody, read_chunks
 from ..core.errors import ClientDisconnected, FileUnavailable
 from ..core.socket_io import send_file, write_socket
 
+#: How many bytes of a response a plain socket takes between two yields of
+#: the connection's task (a body sent faster than the socket fills): few
+#: enough that a long download holds the other connections back by well
+#: under a millisecond, many enough that the yields cost little per byte.
+STREAM_YIELD_BYTES = 512 * 1024
+
 #: Bytes of a pipelined next request we accept while watching for a
 #: disconnect during the current one; past this the socket is left unread.
 PIPELINE_READ_LIMIT = 64 * 1024
@@ -51,6 +57,8 @@ class H11Connection(CycleConnection, Protocol):
     stream: trio.abc.Stream
     plain_socket: trio.socket.SocketType | None
     shutting_down: bool
+    #: Response bytes written since the connection's task last yielded.
+    unyielded: int
 
     async def receive_into_h11(self, *, nothing_there: bool = False) -> bool: ...
 
@@ -349,10 +357,19 @@ class H11Cycle(RequestCycle):
             sock = conn.plain_socket
             if sock is not None:
                 # The last write keeps its cancellation point but leaves the
-                # yield to the connection (see the module docstring).
+                # yield to the connection (see the module docstring). The
+                # others of a long body yield once per STREAM_YIELD_BYTES,
+                # not once per write: a yield is a turn of trio's loop and an
+                # epoll_wait, which cost more than a 64 KiB write.
                 last = self._response is _COMPLETE
                 self.yield_owed = last
-                await write_socket(sock, data, schedule=not last)
+                if last:
+                    schedule = False
+                else:
+                    unyielded = conn.unyielded + len(data)
+                    schedule = unyielded >= STREAM_YIELD_BYTES
+                    conn.unyielded = 0 if schedule else unyielded
+                await write_socket(sock, data, schedule=schedule)
             else:
                 await conn.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

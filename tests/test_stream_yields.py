@@ -1,0 +1,48 @@
+"""A long response body yields once per ``STREAM_YIELD_BYTES``, not once per write.
+
+A yield is a turn of trio's loop and an ``epoll_wait``: once per 64 KiB
+chunk it cost more than the write itself, and capped an app-streamed
+download at a third of uvicorn's speed (docs/performance-notes.md, round
+9). Counted, not timed: the writes that ask to yield.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import MemoryConnection, read_until_closed, socket_stream_pair
+from trioasgi.http11 import cycle as cycle_module
+
+CHUNK = 64 * 1024
+CHUNKS = 64  # 4 MiB
+
+
+async def streaming_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    headers = [(b"content-length", str(CHUNK * CHUNKS).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    body = b"x" * CHUNK
+    for i in range(CHUNKS):
+        await send({"type": "http.response.body", "body": body, "more_body": i < CHUNKS - 1})
+
+
+async def test_streamed_body_yields_per_stream_yield_bytes(
+    nursery: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedules: list[bool] = []
+    real_write = cycle_module.write_socket
+
+    async def recording_write(sock: Any, data: bytes, *, schedule: bool = True) -> None:
+        schedules.append(schedule)
+        await real_write(sock, data, schedule=schedule)
+
+    monkeypatch.setattr(cycle_module, "write_socket", recording_write)
+    conn = MemoryConnection(streaming_app, nursery, socket_stream_pair)
+    await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await read_until_closed(conn.client, limit=CHUNK * CHUNKS * 2)
+    assert data.endswith(b"x" * CHUNK)
+    assert len(schedules) == CHUNKS
+    assert schedules[-1] is False  # the last write leaves its yield to the connection
+    expected = CHUNK * CHUNKS // cycle_module.STREAM_YIELD_BYTES
+    assert expected - 1 <= sum(schedules) <= expected
