@@ -401,6 +401,16 @@ class HTTPConnection:
             return None
         return self._to_parser(data)
 
+    def read_arrived(self, max_bytes: int) -> bool | None:
+        """:meth:`_receive_ready` reading at most ``max_bytes``, for the request cycle."""
+        sock = self.plain_socket
+        if sock is None or self._reading:
+            return None
+        data = read_ready(sock, max_bytes)
+        if data is None:
+            return None
+        return self._to_parser(data)
+
     async def receive_into_h11(self, *, nothing_there: bool = False) -> bool:
         """Read once from the socket into h11; False once the peer has closed.
 

@@ -26,7 +26,7 @@ import trio
 from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, CycleConnection, RequestCycle
 from ..asgi.files import FileBody, read_chunks
 from ..core.errors import ClientDisconnected, FileUnavailable
-from ..core.socket_io import send_file, write_socket
+from ..core.socket_io import RECEIVE_SIZE, send_file, write_socket
 
 #: How many bytes of a response a plain socket takes between two yields of
 #: the connection's task (a body sent faster than the socket fills): few
@@ -61,6 +61,8 @@ class H11Connection(CycleConnection, Protocol):
     unyielded: int
 
     async def receive_into_h11(self, *, nothing_there: bool = False) -> bool: ...
+
+    def read_arrived(self, max_bytes: int) -> bool | None: ...
 
 
 class H11Cycle(RequestCycle):
@@ -107,10 +109,16 @@ class H11Cycle(RequestCycle):
                 return {"type": "http.disconnect"}
         # Say "no more body" in this same message when h11 already has the
         # end of the message, so a small POST is one receive() for the app.
-        try:
-            following = h11conn.next_event()
-        except h11.RemoteProtocolError:
-            following = h11.NEED_DATA  # the next receive() meets the error again
+        following = self._peek()
+        if (
+            following is h11.NEED_DATA
+            and len(body) < RECEIVE_SIZE
+            and self.conn.read_arrived(RECEIVE_SIZE - len(body))
+        ):
+            following = self._with_arrived_tail(body)
+            if type(following) is bytes:  # the whole body
+                self._body_complete = True
+                return {"type": "http.request", "body": following, "more_body": False}
         if type(following) is h11.EndOfMessage:
             self._body_complete = True
             return {"type": "http.request", "body": body, "more_body": False}
@@ -118,10 +126,44 @@ class H11Cycle(RequestCycle):
             self._stashed_event = following
         return {"type": "http.request", "body": body, "more_body": True}
 
+    def _peek(self) -> Any:
+        """The parser's next event, or NEED_DATA if it is an error (met again on the next read)."""
+        try:
+            return self.conn.h11.next_event()
+        except h11.RemoteProtocolError:
+            return h11.NEED_DATA
+
+    def _with_arrived_tail(self, body: bytes) -> Any:
+        """After bytes that had already arrived were read: the whole body if they end it.
+
+        A body that a read of its head cut short (a 64 KiB upload after its
+        head) takes a second read; when that has arrived by the time the
+        first part is handed over, it is read at once (no more than one
+        message's worth, ``RECEIVE_SIZE``) and the app gets the body in one
+        message rather than a second ``receive()`` for its tail. Otherwise
+        the next event, or the next two, are kept for the following
+        ``receive()`` calls.
+        """
+        following = self._peek()
+        if type(following) is not h11.Data:
+            return following
+        after = self._peek()
+        tail = bytes(following.data)
+        if type(after) is not h11.EndOfMessage:
+            return (following, after) if after is not h11.NEED_DATA else following
+        if self._body_limit is not None:
+            self._body_received += len(tail)
+            if self._body_received > self._body_limit:
+                self._body_received -= len(tail)
+                return (following, after)
+        return body + tail
+
     async def _next_body_event(self) -> h11.Data | h11.EndOfMessage | None:
         """The next piece of the request body, or None if the request is over for us."""
         if self._stashed_event is not None:
             event, self._stashed_event = self._stashed_event, None
+            if type(event) is tuple:  # two events read ahead (_with_arrived_tail)
+                event, self._stashed_event = event
             return event
         h11conn = self.conn.h11
         try:

@@ -1,9 +1,10 @@
-"""A long response body yields once per ``STREAM_YIELD_BYTES``, not once per write.
+"""Long bodies: fewer yields per response byte, fewer receive() calls per upload.
 
 A yield is a turn of trio's loop and an ``epoll_wait``: once per 64 KiB
 chunk it cost more than the write itself, and capped an app-streamed
-download at a third of uvicorn's speed (docs/performance-notes.md, round
-9). Counted, not timed: the writes that ask to yield.
+download at a third of uvicorn's speed; a 64 KiB upload cut in two by the
+read of its head cost the app a second ``receive()`` (docs/performance-notes.md,
+round 9). Counted, not timed: the writes that ask to yield, the messages.
 """
 
 from __future__ import annotations
@@ -46,3 +47,26 @@ async def test_streamed_body_yields_per_stream_yield_bytes(
     assert schedules[-1] is False  # the last write leaves its yield to the connection
     expected = CHUNK * CHUNKS // cycle_module.STREAM_YIELD_BYTES
     assert expected - 1 <= sum(schedules) <= expected
+
+
+async def test_upload_cut_by_the_head_read_is_one_message(nursery: Any) -> None:
+    """A 64 KiB body after its head takes two reads; its tail, already there, joins the first."""
+    messages: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            messages.append(message)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    body = bytes(range(256)) * 256  # 64 KiB
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 65536\r\n\r\n"
+    conn = MemoryConnection(app, nursery, socket_stream_pair)
+    await conn.send(head + body)  # all there before the server's first read
+    data = await read_until_closed(conn.client)
+    assert data.startswith(b"HTTP/1.1 204 ")
+    assert [len(m["body"]) for m in messages] == [len(body)]
+    assert messages[0]["body"] == body and messages[0]["more_body"] is False
