@@ -22,7 +22,7 @@ DASH = "\u2013"
 
 # Below this share of one core, a server was not the limit in a closed-loop
 # scenario: the load generator (or something else on the machine) was.
-SATURATED = 0.8
+SATURATED = 0.95
 
 # Issue 17's targets: (our server, scenario, metric, peer, bound, "min" or "max").
 # A peer written "@scenario" is our own server's figure in that scenario.
