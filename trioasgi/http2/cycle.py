@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, RequestCycle
+from ..asgi.files import FileBody, read_chunks
 from ..asgi.request import RequestHead
 from ..core.errors import ClientDisconnected
 from .stream import H2Stream
@@ -171,6 +172,55 @@ class H2Cycle(RequestCycle):
             self.body_bytes += len(body)
         if end:
             self._response_sent()
+
+    async def _send_file(self, body: FileBody, more_body: bool) -> int:
+        """A body from a file: read in chunks in a worker thread, sent as the windows allow.
+
+        One chunk (``asgi.files.READ_CHUNK``) is in memory at a time, and the
+        next is read only once the stream's flow control took the last.
+        """
+        stream = self.conn
+        count = 0 if self._discard_body else body.count
+        end = not more_body and not self._trailers
+        head = self._pending_head
+        if not more_body:
+            self._response = _TRAILERS if self._trailers else _COMPLETE
+        sent = 0
+        try:
+            if head:
+                self._pending_head = b""
+                self._head_written = True
+                stream.send_headers(head, end_stream=end and not count)
+            if count:
+                async for chunk in read_chunks(body):
+                    sent += len(chunk)
+                    await stream.send_data(chunk, end_stream=end and sent == count)
+            elif end and not head:
+                await stream.send_data(b"", end_stream=True)
+        except ClientDisconnected:
+            self._mark_disconnected()
+            raise
+        finally:
+            if self._measure:
+                self.body_bytes += sent
+        if end:
+            self._response_sent()
+        return sent
+
+    async def _send_early_hint(self, links: list[bytes]) -> None:
+        """103 Early Hints: an informational HEADERS frame on the stream, sent at once."""
+        if links:
+            for link in links:
+                if _FORBIDDEN_IN_VALUE.search(link):
+                    raise ValueError(f"invalid early hint link {link!r}")
+            try:
+                self.conn.send_headers(
+                    [(b":status", b"103"), *((b"link", link) for link in links)], end_stream=False
+                )
+            except ClientDisconnected:
+                self._mark_disconnected()
+                raise
+        await trio.lowlevel.checkpoint()
 
     async def _send_trailers(self, message: dict[str, Any]) -> None:
         """Trailers go out as the stream's last HEADERS frame (RFC 9113, 8.1)."""
