@@ -3,7 +3,7 @@
 ``accept()`` yields after each connection; a loop of them took one
 connection per turn of the scheduler, and with a thousand clients
 connecting at once the last ones waited seconds (docs/performance-notes.md,
-round 9). Counted, not timed: the accept loop's scheduler steps.
+round 8). Counted, not timed: the accept loop's scheduler steps.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A yield is a turn of trio's loop and an ``epoll_wait``: once per 64 KiB
 chunk it cost more than the write itself, and capped an app-streamed
 download at a third of uvicorn's speed; a 64 KiB upload cut in two by the
 read of its head cost the app a second ``receive()`` (docs/performance-notes.md,
-round 9). Counted, not timed: the writes that ask to yield, the messages.
+round 8). Counted, not timed: the writes that ask to yield, the messages.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ class Server:
         turn of the scheduler, whose turns get longer with every connection
         served. With a thousand clients connecting at once the last ones
         would wait seconds in the backlog (docs/performance-notes.md, round
-        9), so the rest of the backlog is taken in the same step.
+        8), so the rest of the backlog is taken in the same step.
         """
         while True:
             try:
