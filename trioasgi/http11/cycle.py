@@ -370,7 +370,7 @@ class H11Cycle(RequestCycle):
                     await conn.stream.send_all(chunk)
                     sent += len(chunk)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._mark_disconnected()
+            self.client_left()
             raise ClientDisconnected("the client has disconnected") from None
         finally:
             self._writing = False
