@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from tests.conftest import running_server
 from tests.test_files import CONTENT, Recorder, data_file, early_hints_app
+from trioasgi.asgi.scope import HTTP_EXTENSIONS
 
 __all__ = ["data_file"]
 
@@ -89,3 +90,22 @@ async def test_early_hints_over_http2() -> None:
     ]
     assert dict(head)[b":status"] == b"200"
     assert body == b"ok"
+
+
+async def test_http2_offers_trailers_without_changing_the_shared_extensions() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["extensions"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    async with running_server(app) as server:
+        await h2_get(server, "/")
+    assert "http.response.trailers" in seen[0]
+    assert "http.response.pathsend" in seen[0]
+    assert set(HTTP_EXTENSIONS) == {
+        "http.response.pathsend",
+        "http.response.zerocopysend",
+        "http.response.early_hint",
+    }
