@@ -5,8 +5,8 @@ an ASGI app can. Routes:
 
 - ``GET /``: "Hello, world!" as text/plain with a content-length.
 - ``POST /echo``: reads the whole body and sends it back.
-- ``GET /stream``: 1 GiB (``BENCH_STREAM_BYTES``) in 64 KiB chunks, one
-  ``http.response.body`` each.
+- ``GET /stream``: 100 MiB in 64 KiB chunks, one ``http.response.body``
+  each; ``GET /stream?bytes=N``: N bytes (at most 4 GiB).
 - ``GET /file``: Starlette's ``FileResponse`` of the file ``BENCH_FILE``
   names (the harness makes a 1 GiB one): the server sends it itself if it
   offers ``http.response.pathsend``, otherwise Starlette reads it in 64 KiB
@@ -28,7 +28,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 HELLO = b"Hello, world!"
 STREAM_CHUNK = 64 * 1024
-STREAM_TOTAL = int(os.environ.get("BENCH_STREAM_BYTES", 1024 * 1024 * 1024))
+STREAM_TOTAL = 100 * 1024 * 1024
+STREAM_MAX = 4 * 1024 * 1024 * 1024
 # One chunk object reused for every send: the app must not be what the
 # streaming scenario measures.
 _CHUNK = b"x" * STREAM_CHUNK
@@ -58,7 +59,7 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/echo" and method == "POST":
         await _echo(receive, send)
     elif path == "/stream" and method == "GET":
-        await _stream(send)
+        await _stream(send, _stream_size(scope["query_string"]))
     elif path == "/file" and method == "GET" and os.environ.get("BENCH_FILE"):
         # Imported here: every other route runs without Starlette installed.
         from starlette.responses import FileResponse
@@ -86,19 +87,27 @@ async def _echo(receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _stream(send: Send) -> None:
+def _stream_size(query: bytes) -> int:
+    """``bytes=N`` from the query string, else :data:`STREAM_TOTAL`."""
+    name, _, value = query.partition(b"=")
+    if name == b"bytes" and value.isdigit() and int(value) <= STREAM_MAX:
+        return int(value)
+    return STREAM_TOTAL
+
+
+async def _stream(send: Send, total: int) -> None:
     # A content-length keeps chunked framing out of the comparison: every server
     # then writes the same bytes, and the client knows where the body ends.
     headers = [
         (b"content-type", b"application/octet-stream"),
-        (b"content-length", str(STREAM_TOTAL).encode()),
+        (b"content-length", str(total).encode()),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    chunks, rest = divmod(STREAM_TOTAL, STREAM_CHUNK)
+    chunks, rest = divmod(total, STREAM_CHUNK)
     for i in range(chunks):
         more = i < chunks - 1 or rest > 0
         await send({"type": "http.response.body", "body": _CHUNK, "more_body": more})
-    if rest:
+    if rest or not chunks:
         await send({"type": "http.response.body", "body": _CHUNK[:rest]})
 
 

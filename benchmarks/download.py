@@ -73,6 +73,21 @@ class _RssSampler:
         return max(0, self._peak - self._before)
 
 
+def warm_up(port: int, path: str) -> None:
+    """Ask for the first byte of `path` once, untimed (with curl; a no-op without).
+
+    The app's imports, its thread pools and the server's first-request work
+    are then not part of the timed download.
+    """
+    if not shutil.which("curl"):
+        return
+    argv = [
+        *("taskset", "-c", cpu_list(load_cores()), "curl", "--silent", "--output", "/dev/null"),
+        *("--range", "0-0", "--max-time", "30", f"http://127.0.0.1:{port}{path}"),
+    ]
+    subprocess.run(argv, capture_output=True, timeout=40)
+
+
 def _curl(port: int, path: str) -> DownloadResult:
     argv = [
         *("taskset", "-c", cpu_list(load_cores()), "curl", "--silent", "--show-error"),

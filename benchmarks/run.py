@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     others = others_busy_share(2.0)
     if others > BUSY_BEFORE_CORES:
         busy_reasons.append(f"{others:.2f} cores were busy before the run")
-    if any(sc.name in ("stream", "file") for sc in scenarios):
+    if any(sc.name == "file" for sc in scenarios):
         _prepare_downloads(settings)
     started = time.monotonic()
     results = report.Results(
@@ -260,8 +260,7 @@ def _is_within(path: Path, directory: Path) -> bool:
 def _prepare_downloads(settings: Settings) -> None:
     """The file the FileResponse scenario sends, made once and read into the page cache.
 
-    The servers find it, and the size of the streamed download, in their
-    environment (``benchmarks/apps.py``).
+    The servers find it in their environment (``BENCH_FILE``, ``benchmarks/apps.py``).
     """
     path = Path(tempfile.gettempdir()) / f"trio-asgi-bench-{settings.file_size}.bin"
     if not path.exists() or path.stat().st_size != settings.file_size:
@@ -277,7 +276,6 @@ def _prepare_downloads(settings: Settings) -> None:
         while file.read(8 * 1024 * 1024):
             pass
     os.environ["BENCH_FILE"] = str(path)
-    os.environ["BENCH_STREAM_BYTES"] = str(settings.stream_size)
 
 
 def _busy_during(results: report.Results) -> list[str]:
