@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 from tests.conftest import MemoryConnection, read_until_closed, socket_stream_pair
 from trioasgi.http11 import cycle as cycle_module
@@ -33,16 +34,22 @@ async def test_streamed_body_yields_per_stream_yield_bytes(
 ) -> None:
     schedules: list[bool] = []
     real_write = cycle_module.write_socket
+    real_write_pair = cycle_module.write_socket_pair
 
     async def recording_write(sock: Any, data: bytes, *, schedule: bool = True) -> None:
         schedules.append(schedule)
         await real_write(sock, data, schedule=schedule)
 
+    async def recording_write_pair(sock: Any, head: bytes, body: bytes, *, schedule: bool) -> None:
+        schedules.append(schedule)
+        await real_write_pair(sock, head, body, schedule=schedule)
+
     monkeypatch.setattr(cycle_module, "write_socket", recording_write)
+    monkeypatch.setattr(cycle_module, "write_socket_pair", recording_write_pair)
     conn = MemoryConnection(streaming_app, nursery, socket_stream_pair)
     await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     data = await read_until_closed(conn.client, limit=CHUNK * CHUNKS * 2)
-    assert data.endswith(b"x" * CHUNK)
+    assert data.endswith(b"x" * CHUNK) and data.count(b"x") == CHUNK * CHUNKS
     assert len(schedules) == CHUNKS
     assert schedules[-1] is False  # the last write leaves its yield to the connection
     expected = CHUNK * CHUNKS // cycle_module.STREAM_YIELD_BYTES
@@ -70,3 +77,24 @@ async def test_upload_cut_by_the_head_read_is_one_message(nursery: Any) -> None:
     assert data.startswith(b"HTTP/1.1 204 ")
     assert [len(m["body"]) for m in messages] == [len(body)]
     assert messages[0]["body"] == body and messages[0]["more_body"] is False
+
+
+async def test_write_socket_pair_writes_both_in_order_when_the_socket_fills() -> None:
+    """The head and a body far larger than the socket's buffer arrive whole and in order."""
+    from trioasgi.core.socket_io import write_socket_pair
+
+    client, server = socket_stream_pair()
+    head = b"HEAD" * 10
+    body = bytes(range(256)) * 4096  # 1 MiB: the first writev takes only part of it
+    received = bytearray()
+
+    async def read_all() -> None:
+        while len(received) < len(head) + len(body):
+            received.extend(await client.receive_some(65536))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        await write_socket_pair(server.socket, head, body)
+    assert bytes(received) == head + body
+    await client.aclose()
+    await server.aclose()

@@ -94,6 +94,37 @@ async def write_socket(sock: trio.socket.SocketType, data: bytes, *, schedule: b
         sent += _write_some(sock, view[sent:])
 
 
+async def write_socket_pair(
+    sock: trio.socket.SocketType, head: bytes, body: bytes, *, schedule: bool = True
+) -> None:
+    """:func:`write_socket` of ``head + body`` without joining them: one ``writev``.
+
+    For a large body after a small head (a response's first body message):
+    joining them would copy the body once more. If the socket takes only
+    part, the rest is written as :func:`write_socket` would.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    fd = sock.fileno()
+    if fd == -1:
+        raise trio.ClosedResourceError("the socket was closed")
+    try:
+        sent = os.writev(fd, (head, body))
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+    if schedule:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+    if sent == len(head) + len(body):
+        return
+    # Rarely: the socket's buffer is full. Write the rest in order.
+    rest = memoryview(body)[sent - len(head) :] if sent >= len(head) else head[sent:] + body
+    sent = 0
+    while sent < len(rest):
+        await trio.lowlevel.wait_writable(sock)
+        sent += _write_some(sock, rest[sent:])
+
+
 def _write_some(sock: trio.socket.SocketType, data: bytes | memoryview) -> int:
     """One non-blocking write: how much the socket took (0 if none)."""
     fd = sock.fileno()

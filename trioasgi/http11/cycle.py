@@ -26,13 +26,17 @@ import trio
 from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, CycleConnection, RequestCycle
 from ..asgi.files import FileBody, read_chunks
 from ..core.errors import ClientDisconnected, FileUnavailable
-from ..core.socket_io import RECEIVE_SIZE, send_file, write_socket
+from ..core.socket_io import RECEIVE_SIZE, send_file, write_socket, write_socket_pair
 
 #: How many bytes of a response a plain socket takes between two yields of
 #: the connection's task (a body sent faster than the socket fills): few
 #: enough that a long download holds the other connections back by well
 #: under a millisecond, many enough that the yields cost little per byte.
 STREAM_YIELD_BYTES = 512 * 1024
+
+#: A response's first body message at least this large is written beside its
+#: head (one writev) rather than copied onto it.
+JOIN_LIMIT = 16 * 1024
 
 #: Bytes of a pipelined next request we accept while watching for a
 #: disconnect during the current one; past this the socket is left unread.
@@ -260,8 +264,14 @@ class H11Cycle(RequestCycle):
             body = b""
         data = self._pending_head
         self._pending_head = b""
+        tail = b""
         if body or not more_body:
-            data += h11conn.send_body(body, not more_body)
+            framed = h11conn.send_body(body, not more_body)
+            if len(framed) < JOIN_LIMIT or not data:
+                data += framed
+            else:
+                # A large body after the head: written with it, not copied onto it.
+                tail = framed
             if body and self._measure:
                 self.body_bytes += len(body)
         if not more_body:
@@ -270,7 +280,7 @@ class H11Cycle(RequestCycle):
             # From the first byte written the head may be on the wire, even
             # if this write is cancelled: no 500 may follow it.
             self._head_written = True
-            if not await self._write(data):
+            if not await self._write(data, tail):
                 raise ClientDisconnected("the client has disconnected")
         if not more_body:
             if h11conn.our_state is h11.MUST_CLOSE:
@@ -388,8 +398,8 @@ class H11Cycle(RequestCycle):
         if not await self._write(self.conn.h11.send(hint)):
             raise ClientDisconnected("the client has disconnected")
 
-    async def _write(self, data: bytes) -> bool:
-        """Hand bytes to the socket; False if the client is gone."""
+    async def _write(self, data: bytes, tail: bytes = b"") -> bool:
+        """Hand ``data`` (and ``tail`` after it) to the socket; False if the client is gone."""
         if self._writing:
             # Two tasks of the app sending at once: their bytes would interleave.
             raise trio.BusyResourceError("another task is sending on this response")
@@ -408,12 +418,15 @@ class H11Cycle(RequestCycle):
                 if last:
                     schedule = False
                 else:
-                    unyielded = conn.unyielded + len(data)
+                    unyielded = conn.unyielded + len(data) + len(tail)
                     schedule = unyielded >= STREAM_YIELD_BYTES
                     conn.unyielded = 0 if schedule else unyielded
-                await write_socket(sock, data, schedule=schedule)
+                if tail:
+                    await write_socket_pair(sock, data, tail, schedule=schedule)
+                else:
+                    await write_socket(sock, data, schedule=schedule)
             else:
-                await conn.stream.send_all(data)
+                await conn.stream.send_all(data + tail if tail else data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.client_left()
             return False
