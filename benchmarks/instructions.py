@@ -68,14 +68,16 @@ WS_CONNECTIONS = Settings().ws_connections
 WARM_UP_MESSAGES = 10
 
 
-def instructions_per_request(server: str, requests: int, extra: Sequence[str] = ()) -> float:
+def instructions_per_request(
+    server: str, requests: int, extra: Sequence[str] = (), connections: int = CONNECTIONS
+) -> float:
     """Run ``server`` under callgrind and count its instructions for ``requests`` requests."""
     h2 = SERVERS[server].protocol == H2C
     with _under_callgrind(server, extra) as run:
         url = f"http://127.0.0.1:{run.port}/"
-        _h2load(url, WARM_UP_REQUESTS, h2=h2)
+        _h2load(url, max(WARM_UP_REQUESTS, connections), h2=h2, connections=connections)
         _callgrind_control("--instr=on", run.pid)
-        _h2load(url, requests, h2=h2)
+        _h2load(url, requests, h2=h2, connections=connections)
         _callgrind_control("--instr=off", run.pid)
     return run.total / requests
 
@@ -163,10 +165,10 @@ async def _echo_all(sockets: list[Any], counts: list[int]) -> None:
             nursery.start_soon(echo, ws, count)
 
 
-def _h2load(url: str, requests: int, *, h2: bool = False) -> None:
+def _h2load(url: str, requests: int, *, h2: bool = False, connections: int = CONNECTIONS) -> None:
     protocol = ["-m", str(H2_STREAMS)] if h2 else ["--h1"]
     result = subprocess.run(
-        ["h2load", *protocol, "-n", str(requests), "-c", str(CONNECTIONS), url],
+        ["h2load", *protocol, "-n", str(requests), "-c", str(connections), url],
         capture_output=True,
         text=True,
         timeout=600,
@@ -196,6 +198,12 @@ def main() -> None:
         help="comma-separated names from benchmarks/servers.py",
     )
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=CONNECTIONS,
+        help=f"keep-alive connections h2load spreads the requests over (default {CONNECTIONS})",
+    )
     parser.add_argument(
         "--ws",
         type=int,
@@ -228,7 +236,7 @@ def main() -> None:
         if args.ws:
             count = instructions_per_message(name, args.ws, extra)
         else:
-            count = instructions_per_request(name, args.requests, extra)
+            count = instructions_per_request(name, args.requests, extra, args.connections)
         print(f"| {name} | {count / 1000:,.1f}k |", flush=True)
 
 
