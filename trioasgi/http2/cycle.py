@@ -91,8 +91,6 @@ class H2Cycle(RequestCycle):
 
     def __init__(self, stream: H2Stream, request: RequestHead) -> None:
         super().__init__(stream, request)
-        # A copy: the scope's extensions may be the dict every scope shares.
-        self.scope["extensions"] = {**self.scope["extensions"], "http.response.trailers": {}}
 
     # -- receive ------------------------------------------------------------
 
