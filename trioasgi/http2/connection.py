@@ -193,7 +193,7 @@ class HTTP2Connection:
                 self._close_with(ErrorCodes.PROTOCOL_ERROR)
                 return
             else:
-                request_1 = H2Request(request, None, None)
+                request_1 = H2Request(_upgraded_head(request), None, None)
                 self._start_task(self._start_stream(1, request_1, ended=True), request_1)
         else:
             h2conn.initiate_connection()
@@ -562,6 +562,21 @@ _HANDLERS: dict[type, Callable[[HTTP2Connection, Any, list], None]] = {
     h2.events.PriorityUpdated: HTTP2Connection._on_priority,
     h2.events.ConnectionTerminated: HTTP2Connection._on_terminated,
 }
+
+#: The fields of an ``Upgrade: h2c`` request that were for the HTTP/1.1 connection only.
+_UPGRADE_FIELDS = frozenset({b"connection", b"upgrade", b"http2-settings", b"keep-alive"})
+
+
+def _upgraded_head(request: RequestHead) -> RequestHead:
+    """The request that asked for ``Upgrade: h2c``, as served on stream 1: an HTTP/2 request.
+
+    Its response goes out over HTTP/2, so the app sees ``http_version`` "2"
+    (not the "1.1" it was read as), without the fields that only asked the
+    HTTP/1.1 connection to switch (they are forbidden in HTTP/2, RFC 9113, 8.2.2).
+    """
+    headers = [(name, value) for name, value in request.headers if name not in _UPGRADE_FIELDS]
+    return RequestHead(request.method, request.target, b"2", headers)
+
 
 #: The name of every stream task (trio's default name, spelled out once).
 _STREAM_TASK_NAME = f"{__name__}.{HTTP2Connection._run_stream.__qualname__}"
