@@ -322,7 +322,12 @@ class HTTP2Connection:
             self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "after GOAWAY")
             return False
         if len(self.streams) >= self.config.h2_max_concurrent_streams:
-            self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "too many streams")
+            # A refused stream is spent from the reset budget too: otherwise a
+            # rapid reset that fills the limit (in one read, or with apps that
+            # do not return once reset) goes on uncounted, since the client's
+            # RST_STREAM for a stream we refused makes no event.
+            if self._spend(Flood.RESET):
+                self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "too many streams")
             return False
         return True
 
@@ -410,7 +415,10 @@ class HTTP2Connection:
         stream_id = event.stream_id
         request = parse_request(event.headers)
         if type(request) is str:
-            self._refuse_stream(stream_id, ErrorCodes.PROTOCOL_ERROR, request)
+            # Each costs us a RST_STREAM to write: a flood of them (CVE-2019-9514)
+            # is spent from the reset budget.
+            if self._spend(Flood.RESET):
+                self._refuse_stream(stream_id, ErrorCodes.PROTOCOL_ERROR, request)
         elif self._may_start(stream_id):
             stream = self._start_stream(stream_id, request, bool(event.stream_ended))
             starting.append((stream, request))
