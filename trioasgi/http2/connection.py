@@ -57,6 +57,8 @@ from .websocket import run_websocket
 MAX_STREAM_ID = 2**31 - 1
 #: How long the first GOAWAY of a shutdown waits for its PING's answer.
 GOAWAY_ROUND_TRIP = 1.0
+#: How long a closing connection's writer may take to write its last frames.
+CLOSE_WRITE_SECONDS = 2.0
 #: The opaque data of that PING.
 _SHUTDOWN_PING = b"trioasgi"
 
@@ -176,6 +178,11 @@ class HTTP2Connection:
                     self._end_streams()
                     self._closing = True
                     self._wake_writer()
+                    # The writer has a little while for the last frames (the
+                    # GOAWAY): a client that does not read them must not hold
+                    # the connection, its task and its buffers, for ever.
+                    scope = nursery.cancel_scope
+                    scope.deadline = min(scope.deadline, trio.current_time() + CLOSE_WRITE_SECONDS)
         except Exception:
             # A bug here must cost this connection, never the server.
             logger.exception("HTTP/2 connection from %s failed", self.client)
