@@ -37,6 +37,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
@@ -83,6 +84,35 @@ class _ServerConnection(h2.connection.H2Connection):
         if not self._new_streams % 16:
             super().open_inbound_streams  # noqa: B018
         return 0
+
+
+class _FrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's frame buffer, but a header block still waiting for its end is held only so far.
+
+    h2 keeps up to 64 CONTINUATION frames of one block before it gives up,
+    64 times the largest frame (1 MiB by default, 1 GiB with the largest
+    ``h2_max_inbound_frame_size``), whatever the header list limit; the
+    block is decoded (and its size checked) only at its end. A block that
+    has grown past :data:`HEADER_BLOCK_FACTOR` times the header list limit
+    cannot decode within it (Huffman coding expands an octet to 30 bits at
+    most), so the connection ends then (``ENHANCE_YOUR_CALM``).
+    """
+
+    max_block_size = 0
+
+    def _update_header_buffer(self, f: Any) -> Any:
+        held = self._headers_buffer
+        if held and f is not None:
+            size = len(f.data) + sum(len(frame.data) for frame in held)  # 64 frames at most
+            if size > self.max_block_size:
+                raise h2.exceptions.DenialOfServiceError(
+                    f"a header block of more than {self.max_block_size} bytes"
+                )
+        return super()._update_header_buffer(f)
+
+
+#: How many times the header list limit a header block may take before it is decoded.
+HEADER_BLOCK_FACTOR = 4
 
 
 class H2Context(ServerState, Protocol):
@@ -138,6 +168,10 @@ class HTTP2Connection:
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(config.ws != "none"),
             },
         )
+        frame_buffer = _FrameBuffer(server=True)
+        frame_buffer.max_frame_size = self.h2.incoming_buffer.max_frame_size
+        frame_buffer.max_block_size = HEADER_BLOCK_FACTOR * config.h2_max_header_list_size
+        self.h2.incoming_buffer = frame_buffer
         # Bytes read before we knew it was HTTP/2 (the preface, perhaps more).
         self._received = received
         self._upgrade = upgrade
