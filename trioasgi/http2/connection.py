@@ -41,7 +41,7 @@ import h2.frame_buffer
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import ContinuationFrame, GoAwayFrame
 
 from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
@@ -102,7 +102,8 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
 
     def _update_header_buffer(self, f: Any) -> Any:
         held = self._headers_buffer
-        if held and f is not None:
+        # (Another frame inside a block is h2's to refuse.)
+        if held and type(f) is ContinuationFrame:
             size = len(f.data) + sum(len(frame.data) for frame in held)  # 64 frames at most
             if size > self.max_block_size:
                 raise h2.exceptions.DenialOfServiceError(
