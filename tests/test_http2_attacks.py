@@ -35,6 +35,7 @@ from tests.conftest import running_server
 from tests.h2client import H2Client, H2Server, RawClient, get
 from trioasgi.core.socket_io import RECEIVE_SIZE
 from trioasgi.http2.connection import CLOSE_WRITE_SECONDS, HEADER_BLOCK_FACTOR
+from trioasgi.http2.flood import Flood, FloodMeter
 
 #: The writer's cap in these tests (the smallest the config allows).
 CAP = 16 * 1024
@@ -359,3 +360,33 @@ async def test_rapid_reset_end_to_end() -> None:
         await normal.start()
         with trio.fail_after(10):
             assert await get(normal, "/") == (200, b"hello")
+
+
+def test_each_pattern_has_its_own_budget() -> None:
+    """The budgets are separate: spending one pattern's to its limit leaves the others full."""
+    meter = FloodMeter(0.0)
+    for flood in Flood:
+        assert all(meter.spend(flood, 0.0) for _ in range(flood.limit)), flood
+        assert not meter.spend(flood, 0.0), flood
+    assert len(Flood) == 5
+
+
+async def test_a_busy_client_under_every_budget_is_served(autojump_clock) -> None:
+    """90 PINGs, 90 SETTINGS and 90 empty DATA frames in one burst (each under its own
+    budget, not under a shared one): the connection carries on and answers."""
+    async with trio.open_nursery() as nursery:
+        server = H2Server(apps.echo, nursery)
+        client = RawClient(server.client_stream)
+        await client.start()
+        stream_id, head = client.request("/", method="POST", end=False)
+        frames: list[Any] = [head]
+        for i in range(90):
+            frames += [
+                PingFrame(0, opaque_data=i.to_bytes(8, "big")),
+                SettingsFrame(0, settings={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 4096}),
+                DataFrame(stream_id, b""),
+            ]
+        await client.send(*frames, DataFrame(stream_id, b"body", flags=["END_STREAM"]))
+        assert await client.response(stream_id) == (200, b"body")
+        assert not client.goaways
+        nursery.cancel_scope.cancel()
