@@ -142,7 +142,12 @@ class H2Stream:
         that much more.
         """
         inbox = self._inbox
-        while not inbox:
+        # A reset stream's body is not the app's any more, even the bytes
+        # already here: the disconnect comes at once, and abandon() gives
+        # their window back to the connection. (Handed to the app, they
+        # were never given back: h2 ignores a closed stream's window, and
+        # the connection's was not widened either.)
+        while not inbox or self.reset:
             if self.reset:
                 return None
             if self.body_done:
@@ -158,9 +163,8 @@ class H2Stream:
                 flow_size += more_size
             data = b"".join(pieces)
         self.unacknowledged -= flow_size
-        if not self.reset:
-            self.conn.h2.acknowledge_received_data(flow_size, self.stream_id)
-            self.conn.queued()
+        self.conn.h2.acknowledge_received_data(flow_size, self.stream_id)
+        self.conn.queued()
         return data, bool(inbox) or not self.body_done
 
     def has_body_waiting(self) -> bool:
