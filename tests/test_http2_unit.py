@@ -480,3 +480,61 @@ async def test_http2_off_keeps_http11(autojump_clock) -> None:
                 break
         assert data.startswith(b"HTTP/1.1 200 ")
         nursery.cancel_scope.cancel()
+
+
+async def test_body_of_a_reset_stream_gives_its_connection_window_back(autojump_clock) -> None:
+    """Bytes that arrived before the client reset their stream are given back to the
+    connection's window however the app reads afterwards: with a connection window of
+    65,535 bytes, three reset uploads of 30,000 are followed by a fourth that completes,
+    and the app's receive() after the reset is http.disconnect at once."""
+    arrived = trio.Event()
+    reset_seen = trio.Event()
+    after_reset: list[dict] = []
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/ok":
+            await apps.echo(scope, receive, send)
+            return
+        arrived.set()
+        await reset_seen.wait()
+        after_reset.append(await receive())
+
+    async with trio.open_nursery() as nursery:
+        server, client = await start_pair(
+            app, nursery, h2_connection_window_size=65_535, h2_initial_window_size=65_535
+        )
+        assert server.conn is not None
+        for _ in range(3):
+            # Whatever WINDOW_UPDATEs the server sent: the window is given back.
+            for _ in range(10):
+                if not await _has_more(client):
+                    break
+            assert client.h2.outbound_flow_control_window >= 30_000
+            arrived = trio.Event()
+            reset_seen = trio.Event()
+            stream_id = await client.request("/up", method="POST", body=b"r" * 30_000, end=False)
+            await arrived.wait()
+            await trio.testing.wait_all_tasks_blocked()  # the body is in
+            client.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            await client.flush()
+            await trio.testing.wait_all_tasks_blocked()
+            reset_seen.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not server.conn.streams
+        assert after_reset == [{"type": "http.disconnect"}] * 3
+        stream_id = await client.request("/ok", method="POST", end=False)
+        left = 40_000
+        for _ in range(100):  # as the windows allow
+            room = min(client.h2.local_flow_control_window(stream_id), left, 16_384)
+            if room:
+                client.h2.send_data(stream_id, b"o" * room)
+                left -= room
+                await client.flush()
+            elif left:
+                await client.receive()
+            else:
+                break
+        client.h2.end_stream(stream_id)
+        await client.flush()
+        assert await client.response(stream_id) == (200, b"o" * 40_000)
+        nursery.cancel_scope.cancel()
