@@ -390,3 +390,51 @@ async def test_a_busy_client_under_every_budget_is_served(autojump_clock) -> Non
         assert await client.response(stream_id) == (200, b"body")
         assert not client.goaways
         nursery.cancel_scope.cancel()
+
+
+async def test_hpack_encoder_table_stays_bounded(autojump_clock) -> None:
+    """A client that allows the server's HPACK encoder a 4 GiB dynamic table: the server
+    keeps its table to 4,096 bytes, while responses with a new header value each would
+    otherwise fill it for the connection's life; the responses still decode."""
+
+    async def app(scope, receive, send):
+        value = scope["path"].encode() * 20
+        await apps.start(send, 200, [(b"x-unique", value)])
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with trio.open_nursery() as nursery:
+        server = H2Server(app, nursery)
+        client = H2Client(
+            server.client_stream, {h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**32 - 1}
+        )
+        # (h2 applies its own setting to its decoder only when it changes.)
+        client.h2.decoder.max_allowed_table_size = 2**32 - 1
+        await client.start()
+        assert server.conn is not None
+        for i in range(100):
+            stream_id = await client.request(f"/{i:05d}")
+            assert await client.response(stream_id) == (200, b"ok")
+            assert client.header(stream_id, b"x-unique") == f"/{i:05d}".encode() * 20
+            assert server.conn.h2.encoder.header_table._current_size <= 4096
+        nursery.cancel_scope.cancel()
+
+
+async def test_hpack_encoder_table_bounded_after_h2c_upgrade(autojump_clock) -> None:
+    """The same through Upgrade: h2c, whose HTTP2-Settings h2 applies without an event."""
+    async with trio.open_nursery() as nursery:
+        server = H2Server(apps.hello, nursery, via_http11=True)
+        client = H2Client(server.client_stream)
+        client.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**32 - 1}
+        )
+        settings = client.h2.initiate_upgrade_connection()
+        await client.send_raw(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        with trio.fail_after(1):
+            await server.started.wait()
+        assert server.conn is not None
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.conn.h2.encoder.header_table_size <= 4096
+        nursery.cancel_scope.cancel()

@@ -58,6 +58,8 @@ from .websocket import run_websocket
 MAX_STREAM_ID = 2**31 - 1
 #: How long the first GOAWAY of a shutdown waits for its PING's answer.
 GOAWAY_ROUND_TRIP = 1.0
+#: The most our HPACK encoder keeps of the response fields it has sent (the default).
+MAX_ENCODER_TABLE_SIZE = 4096
 #: How long a closing connection's writer may take to write its last frames.
 CLOSE_WRITE_SECONDS = 2.0
 #: The opaque data of that PING.
@@ -235,6 +237,8 @@ class HTTP2Connection:
                 self._close_with(ErrorCodes.PROTOCOL_ERROR)
                 return
             else:
+                # (h2 applies HTTP2-Settings without an event for _on_settings.)
+                self._bound_encoder_table()
                 request_1 = H2Request(_upgraded_head(request), None, None)
                 self._start_task(self._start_stream(1, request_1, ended=True), request_1)
         else:
@@ -512,7 +516,16 @@ class HTTP2Connection:
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged, starting: list) -> None:
         if self._spend(Flood.SETTINGS):
+            self._bound_encoder_table()
             self._on_window(event, starting)
+
+    def _bound_encoder_table(self) -> None:
+        """h2 sizes our HPACK encoder's table as the client allows, up to 4 GiB, and the
+        table keeps every new response field for the connection's life: we use less
+        (RFC 7541, 4.2 lets an encoder)."""
+        encoder = self.h2.encoder
+        if encoder.header_table_size > MAX_ENCODER_TABLE_SIZE:
+            encoder.header_table_size = MAX_ENCODER_TABLE_SIZE
 
     def _on_ping(self, event: Any, starting: list) -> None:
         self._spend(Flood.PING)
