@@ -20,8 +20,9 @@ from hyperframe.frame import DataFrame, RstStreamFrame, SettingsFrame
 
 import trioasgi
 from tests import apps
-from tests.h2client import H2Client, H2Server, RawClient, get, start_pair
-from trioasgi.http2.connection import MAX_STREAM_ID
+from tests.h2client import CLIENT, SERVER, H2Client, H2Server, RawClient, get, start_pair
+from trioasgi.http2.connection import MAX_STREAM_ID, HTTP2Connection
+from trioasgi.serving.context import ServerContext
 
 
 async def test_get_and_the_scope_the_app_sees(autojump_clock) -> None:
@@ -538,3 +539,24 @@ async def test_body_of_a_reset_stream_gives_its_connection_window_back(autojump_
         await client.flush()
         assert await client.response(stream_id) == (200, b"o" * 40_000)
         nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_before_the_connection_runs_still_answers_what_arrived(
+    autojump_clock,
+) -> None:
+    """A shutdown that comes while an HTTP/1.1 connection hands over to HTTP/2 (the server
+    calls begin_shutdown() before run()): the request that came with the preface is
+    answered, the client gets a GOAWAY naming it, then the connection closes."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client = RawClient(client_stream)
+    stream_id, head = client.request("/early")
+    received = RawClient.PREFACE + SettingsFrame(0).serialize() + head.serialize()
+    ctx = ServerContext(app=apps.hello, config=trioasgi.Config())
+    conn = HTTP2Connection(server_stream, ctx, client=CLIENT, server=SERVER, received=received)
+    conn.begin_shutdown()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run)
+        assert await client.response(stream_id) == (200, b"hello")
+        with trio.fail_after(10):
+            await client.read_to_close()
+        assert client.goaways and client.goaways[-1].last_stream_id == stream_id

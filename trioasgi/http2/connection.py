@@ -208,6 +208,8 @@ class HTTP2Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._start()
+                if self.shutting_down and not self._closing:
+                    self._start_goaway()
                 nursery.start_soon(self._write_loop)
                 try:
                     await self._read_loop()
@@ -257,9 +259,18 @@ class HTTP2Connection:
         self.shutting_down = True
         for session in list(self.websockets):
             session.begin_shutdown()  # 1012, as over HTTP/1.1
-        if self._nursery is None or self._closing:
+        if self._closing:
             self._idle_scope.cancel()
-            return
+        elif self._nursery is not None:
+            self._start_goaway()
+        # Else run() has not started (a shutdown while an HTTP/1.1 connection
+        # hands over): it starts the GOAWAY once the connection is set up, so
+        # the requests that came with the preface are still answered. (This
+        # cancelled the reader's first wait instead: no GOAWAY, and the
+        # streams already read were cancelled, or not, as the tasks ran.)
+
+    def _start_goaway(self) -> None:
+        assert self._nursery is not None
         self._send_goaway(MAX_STREAM_ID)
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.ping(_SHUTDOWN_PING)
