@@ -560,3 +560,22 @@ async def test_shutdown_before_the_connection_runs_still_answers_what_arrived(
         with trio.fail_after(10):
             await client.read_to_close()
         assert client.goaways and client.goaways[-1].last_stream_id == stream_id
+
+
+@pytest.mark.usefixtures("http_parser")
+async def test_h2c_upgrade_with_a_body_is_served_as_http11(autojump_clock) -> None:
+    """An Upgrade: h2c request with a body is answered over HTTP/1.1 (the upgrade ignored)."""
+    async with trio.open_nursery() as nursery:
+        server = H2Server(apps.echo, nursery, via_http11=True)
+        await server.client_stream.send_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 4\r\n\r\nbody"
+        )
+        data = b""
+        for _ in range(100):
+            data += await server.client_stream.receive_some(65536)
+            if data.endswith(b"body"):
+                break
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert server.conn is None
+        nursery.cancel_scope.cancel()
