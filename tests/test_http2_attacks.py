@@ -438,3 +438,31 @@ async def test_hpack_encoder_table_bounded_after_h2c_upgrade(autojump_clock) -> 
         await trio.testing.wait_all_tasks_blocked()
         assert server.conn.h2.encoder.header_table_size <= 4096
         nursery.cancel_scope.cancel()
+
+
+async def test_closed_streams_remembered_are_bounded(autojump_clock) -> None:
+    """A connection that has served 2,000 streams remembers at most 1,024 closed ones (h2
+    alone keeps 65,536, some 8 MB for the connection's life); late DATA on a stream closed
+    recently is still ignored."""
+    async with trio.open_nursery() as nursery:
+        server = H2Server(apps.hello, nursery)
+        client = RawClient(server.client_stream)
+        await client.start()
+        assert server.conn is not None
+        last = 0
+        for _ in range(40):
+            ids = []
+            frames = []
+            for _ in range(50):
+                last, head = client.request("/")
+                ids.append(last)
+                frames.append(head)
+            await client.send(*frames)
+            await client.until(lambda ids=ids: all(s in client.ended for s in ids))
+        assert len(server.conn.h2._closed_streams) <= 1024
+        await client.send(DataFrame(last, b"late"))
+        stream_id, head = client.request("/")
+        await client.send(head)
+        assert await client.response(stream_id) == (200, b"hello")
+        assert not client.goaways
+        nursery.cancel_scope.cancel()

@@ -78,6 +78,12 @@ class _ServerConnection(h2.connection.H2Connection):
 
     _new_streams = 0
 
+    #: How many closed streams h2 remembers (how each was closed, to answer a
+    #: late frame on one). h2's own 65,536 grow to some 8 MB on a connection
+    #: that has served that many streams, for its life; a late frame on a
+    #: stream forgotten is a connection error (RFC 9113, 5.1 allows it).
+    MAX_CLOSED_STREAMS = 1024
+
     @property
     def open_inbound_streams(self) -> int:
         # h2's count walks every stream: done for every 16th new stream only,
