@@ -466,3 +466,32 @@ async def test_closed_streams_remembered_are_bounded(autojump_clock) -> None:
         assert await client.response(stream_id) == (200, b"hello")
         assert not client.goaways
         nursery.cancel_scope.cancel()
+
+
+async def test_large_frames_allowed_by_the_client_keep_the_cap(autojump_clock) -> None:
+    """A client that allows 16 MiB frames and a 2 GiB window, then does not read, while the
+    app sends an 8 MiB body: what the server holds stays under its cap plus the slack."""
+    big = b"b" * (8 * 1024 * 1024)
+
+    async def app(scope, receive, send):
+        await apps.start(send)
+        await send({"type": "http.response.body", "body": big})
+
+    async with trio.open_nursery() as nursery:
+        server = H2Server(
+            serving(app), nursery, pair=never_reading_pair, h2_max_connection_buffer=CAP
+        )
+        client = RawClient(server.client_stream)
+        await client.start(
+            {
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: 2**24 - 1,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1,
+            }
+        )
+        await client.send(WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535))
+        _, head = client.request("/big")
+        await client.send(head)
+        await trio.testing.wait_all_tasks_blocked()
+        bounded(server)
+        await normal_client_is_served(nursery, server)
+        nursery.cancel_scope.cancel()

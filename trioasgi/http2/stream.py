@@ -27,6 +27,11 @@ from h2.errors import ErrorCodes
 from ..asgi.context import ServerState
 from ..core.errors import ClientDisconnected
 
+#: The largest DATA frame we send, whatever larger size the client allows (up to 16 MiB):
+#: a stream adds a frame to the writer's buffer only while it is under its cap, so the
+#: buffer's overshoot is one frame; and larger frames save nothing worth having.
+MAX_DATA_FRAME = 16384
+
 
 class StreamOwner(Protocol):
     """What a stream needs of its connection (``http2.connection.HTTP2Connection``)."""
@@ -204,7 +209,9 @@ class H2Stream:
                         h2conn.end_stream(stream_id)
                     break
                 window = min(
-                    h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size
+                    h2conn.local_flow_control_window(stream_id),
+                    h2conn.max_outbound_frame_size,
+                    MAX_DATA_FRAME,
                 )
                 if window <= 0:
                     conn.wait_for_window(self)
