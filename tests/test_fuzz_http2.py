@@ -25,7 +25,7 @@ import pytest
 import trio
 import trio.testing
 from h2.errors import ErrorCodes
-from hyperframe.frame import Frame, HeadersFrame
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,6 +95,34 @@ def _seeds() -> list[bytes]:
     for stream_id in range(1, 13, 2):  # more than MAX_STREAMS
         conn.send_headers(stream_id, _head(b"/many"), end_stream=True)
     seeds.append(conn.data_to_send())
+
+    conn = _client()
+    conn.send_headers(1, _head(b"/t", b"POST", [(b"te", b"trailers")]))
+    conn.send_data(1, b"body")
+    conn.send_headers(1, [(b"x-checksum", b"abc")], end_stream=True)
+    seeds.append(conn.data_to_send())
+
+    # A WebSocket (RFC 8441): an extended CONNECT, a masked text frame, a close frame.
+    encoder = hpack.Encoder()
+    block = encoder.encode(
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"http"),
+            (b":path", b"/ws"),
+            (b":authority", b"example.com"),
+            (b"sec-websocket-version", b"13"),
+        ]
+    )
+    mask = b"\x01\x02\x03\x04"
+    text = bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi"))
+    close = bytes(b ^ mask[i % 4] for i, b in enumerate(b"\x03\xe8"))
+    seeds.append(
+        _client().data_to_send()
+        + HeadersFrame(1, block, flags=["END_HEADERS"]).serialize()
+        + DataFrame(1, b"\x81\x82" + mask + text).serialize()
+        + DataFrame(1, b"\x88\x82" + mask + close).serialize()
+    )
 
     # The client's GOAWAY ends the connection (docs/http2.md): the last seed, not answered.
     conn = _client()
@@ -178,7 +206,11 @@ def deliveries(draw) -> tuple[list[bytes], list[float], bool]:
 
 
 async def fuzz_app(scope, receive, send) -> None:
-    """Reads the whole body, answers 200 with a small body."""
+    """Reads the whole body, answers 200 with a small body; a WebSocket is accepted and
+    echoed."""
+    if scope["type"] == "websocket":
+        await websocket_echo(receive, send)
+        return
     if scope["type"] != "http":
         return
     for _ in range(10_000):
@@ -190,6 +222,21 @@ async def fuzz_app(scope, receive, send) -> None:
         await send({"type": "http.response.body", "body": b"ok"})
     except OSError:
         pass  # the stream was reset, or refused mid-body: the server answered for us
+
+
+async def websocket_echo(receive, send) -> None:
+    try:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        for _ in range(100):
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or "bytes"})
+    except OSError:
+        pass  # the client went away: the session has closed
 
 
 class Failures(logging.Handler):
@@ -321,8 +368,9 @@ def test_fuzz_http2_connection(request: pytest.FixtureRequest) -> None:
 
 @pytest.mark.parametrize("seed", range(len(SEEDS)))
 def test_fuzz_seeds_are_served(seed: int) -> None:
-    """The seeds are valid: the server answers their requests (but the last one's, which
-    ends with the client's GOAWAY), so the fuzzer starts there."""
+    """The seeds are valid: the server answers their requests (the WebSocket echoes its
+    message; the last seed ends with the client's GOAWAY, unanswered), so the fuzzer starts
+    there."""
 
     async def main() -> bytes:
         async with trio.open_nursery() as nursery:
@@ -337,4 +385,5 @@ def test_fuzz_seeds_are_served(seed: int) -> None:
 
     data = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     check_frames(data)
-    assert (b"ok" in data) is (seed != len(SEEDS) - 1)
+    answered = b"hi" in data if seed == len(SEEDS) - 2 else b"ok" in data
+    assert answered is (seed != len(SEEDS) - 1)
