@@ -10,7 +10,7 @@ their bounds, log no failure (an exception that escaped a stream or the
 connection), and end: by itself, or at once when the client goes.
 
 ``make test`` runs a fixed, derandomized set of examples; for a longer,
-random run: ``pytest tests/test_fuzz_http2.py --fuzz-examples 5000``.
+random run: ``pytest tests/test_fuzz_http2.py --fuzz-examples 60000``.
 """
 
 from __future__ import annotations
