@@ -497,3 +497,38 @@ async def test_large_frames_allowed_by_the_client_keep_the_cap(autojump_clock) -
         bounded(server)
         await normal_client_is_served(nursery, server)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_body_sent_a_byte_a_frame_is_held_as_bytes_not_frames(autojump_clock) -> None:
+    """A body in 1-byte DATA frames to an app that does not read yet: the server holds the
+    bytes joined (a few pieces), not an object per frame (the window bounds the bytes, not
+    the frames); the app then reads the whole body, intact."""
+    reading = trio.Event()
+    bodies: list[bytes] = []
+
+    async def app(scope, receive, send):
+        await reading.wait()
+        body, _ = await apps.read_body(receive)
+        bodies.append(body)
+        await apps.hello(scope, receive, send)
+
+    async with trio.open_nursery() as nursery:
+        server = H2Server(serving(app), nursery)
+        client = RawClient(server.client_stream)
+        await client.start()
+        stream_id, head = client.request("/drip", method="POST", end=False)
+        await client.send(head)
+        sent = bytes(i % 251 for i in range(16_384))
+        for start in range(0, len(sent), 1024):
+            frames = [DataFrame(stream_id, bytes([b])) for b in sent[start : start + 1024]]
+            await client.send(*frames)
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.conn is not None
+        stream = server.conn.streams[stream_id]
+        assert stream.unacknowledged == len(sent)
+        assert len(stream._inbox) <= 2
+        await client.send(DataFrame(stream_id, b"", flags=["END_STREAM"]))
+        reading.set()
+        assert await client.response(stream_id) == (200, b"hello")
+        assert bodies == [sent]
+        nursery.cancel_scope.cancel()
