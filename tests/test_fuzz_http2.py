@@ -29,6 +29,7 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import socket_stream_pair
 from tests.h2client import H2Server
 from trioasgi.core.socket_io import RECEIVE_SIZE
 from trioasgi.http2.connection import CLOSE_WRITE_SECONDS
@@ -273,11 +274,17 @@ def check_frames(data: bytes) -> None:
         pos += 9 + length
 
 
-async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool, body_limit) -> None:
+async def _run_one(
+    pieces: list[bytes], pauses: list[float], fin: bool, body_limit, over_socket: bool
+) -> None:
+    # A real socket pair takes the plain-socket paths (read_socket, write_socket);
+    # memory streams the others.
+    pair = socket_stream_pair if over_socket else trio.testing.memory_stream_pair
     async with trio.open_nursery() as nursery:
         server = H2Server(
             fuzz_app,
             nursery,
+            pair=pair,
             h2_max_concurrent_streams=MAX_STREAMS,
             h2_max_connection_buffer=CAP,
             h2_initial_window_size=WINDOW,
@@ -346,8 +353,8 @@ def test_fuzz_http2_connection(request: pytest.FixtureRequest) -> None:
     server_logger.addHandler(failures)
 
     @_fuzz_settings(examples)
-    @given(deliveries(), st.sampled_from([None, None, 4, 100]))
-    def check(delivery, body_limit) -> None:
+    @given(deliveries(), st.sampled_from([None, None, 4, 100]), st.booleans())
+    def check(delivery, body_limit, over_socket) -> None:
         pieces, pauses, fin = delivery
         failures.records.clear()
         trio.run(
@@ -356,6 +363,7 @@ def test_fuzz_http2_connection(request: pytest.FixtureRequest) -> None:
             pauses,
             fin,
             body_limit,
+            over_socket,
             clock=trio.testing.MockClock(autojump_threshold=0),
         )
         assert not failures.records, [r.getMessage() for r in failures.records]
