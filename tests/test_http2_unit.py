@@ -613,3 +613,27 @@ async def test_prior_knowledge_preface_a_byte_at_a_time(
             await trio.testing.wait_all_tasks_blocked()
         assert await client.response(stream_id) == (200, b"hello")
         nursery.cancel_scope.cancel()
+
+
+async def test_a_protocol_error_ends_the_connection_with_one_goaway(autojump_clock) -> None:
+    """A connection error (DATA on stream 0): one GOAWAY PROTOCOL_ERROR, then the close;
+    a body longer than its content-length is one too (h2 makes it a connection error)."""
+    data_on_stream_0 = b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"  # (hyperframe refuses it)
+    for frames in (
+        [data_on_stream_0],
+        [
+            RawClient(trio.testing.memory_stream_pair()[0]).request(
+                "/", method="POST", end=False, extra=[(b"content-length", b"5")]
+            )[1],
+            DataFrame(1, b"0123456789", flags=["END_STREAM"]),
+        ],
+    ):
+        async with trio.open_nursery() as nursery:
+            server = H2Server(apps.echo, nursery)
+            client = RawClient(server.client_stream)
+            await client.start()
+            await client.send(*frames)
+            with trio.fail_after(10):
+                await client.read_to_close()
+                await server.finished.wait()
+            assert [g.error_code for g in client.goaways] == [ErrorCodes.PROTOCOL_ERROR]

@@ -312,9 +312,11 @@ class HTTP2Connection:
         )
         self._close_with(ErrorCodes.ENHANCE_YOUR_CALM)
 
-    def _close_with(self, error: ErrorCodes) -> None:
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self.h2.close_connection(error)
+    def _close_with(self, error: ErrorCodes | None) -> None:
+        """End the connection with a GOAWAY of ``error`` (None: h2 has queued its own)."""
+        if error is not None:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection(error)
         self.queued()
         self._closing = True
         self._idle_scope.cancel()
@@ -362,7 +364,8 @@ class HTTP2Connection:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             logger.log(TRACE, "HTTP/2 protocol error from %s: %s", self.client, exc)
-            self._close_with(exc.error_code or ErrorCodes.PROTOCOL_ERROR)
+            # h2 queued the GOAWAY as it raised: a second one repeated it.
+            self._close_with(None)
             return
         starting: list[tuple[H2Stream, H2Request]] = []
         for event in events:
