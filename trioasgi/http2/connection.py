@@ -37,10 +37,11 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import ContinuationFrame, GoAwayFrame
 
 from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
@@ -57,6 +58,10 @@ from .websocket import run_websocket
 MAX_STREAM_ID = 2**31 - 1
 #: How long the first GOAWAY of a shutdown waits for its PING's answer.
 GOAWAY_ROUND_TRIP = 1.0
+#: The most our HPACK encoder keeps of the response fields it has sent (the default).
+MAX_ENCODER_TABLE_SIZE = 4096
+#: How long a closing connection's writer may take to write its last frames.
+CLOSE_WRITE_SECONDS = 2.0
 #: The opaque data of that PING.
 _SHUTDOWN_PING = b"trioasgi"
 
@@ -73,6 +78,12 @@ class _ServerConnection(h2.connection.H2Connection):
 
     _new_streams = 0
 
+    #: How many closed streams h2 remembers (how each was closed, to answer a
+    #: late frame on one). h2's own 65,536 grow to some 8 MB on a connection
+    #: that has served that many streams, for its life; a late frame on a
+    #: stream forgotten is a connection error (RFC 9113, 5.1 allows it).
+    MAX_CLOSED_STREAMS = 1024
+
     @property
     def open_inbound_streams(self) -> int:
         # h2's count walks every stream: done for every 16th new stream only,
@@ -81,6 +92,36 @@ class _ServerConnection(h2.connection.H2Connection):
         if not self._new_streams % 16:
             super().open_inbound_streams  # noqa: B018
         return 0
+
+
+class _FrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's frame buffer, but a header block still waiting for its end is held only so far.
+
+    h2 keeps up to 64 CONTINUATION frames of one block before it gives up,
+    64 times the largest frame (1 MiB by default, 1 GiB with the largest
+    ``h2_max_inbound_frame_size``), whatever the header list limit; the
+    block is decoded (and its size checked) only at its end. A block that
+    has grown past :data:`HEADER_BLOCK_FACTOR` times the header list limit
+    cannot decode within it (Huffman coding expands an octet to 30 bits at
+    most), so the connection ends then (``ENHANCE_YOUR_CALM``).
+    """
+
+    max_block_size = 0
+
+    def _update_header_buffer(self, f: Any) -> Any:
+        held = self._headers_buffer
+        # (Another frame inside a block is h2's to refuse.)
+        if held and type(f) is ContinuationFrame:
+            size = len(f.data) + sum(len(frame.data) for frame in held)  # 64 frames at most
+            if size > self.max_block_size:
+                raise h2.exceptions.DenialOfServiceError(
+                    f"a header block of more than {self.max_block_size} bytes"
+                )
+        return super()._update_header_buffer(f)
+
+
+#: How many times the header list limit a header block may take before it is decoded.
+HEADER_BLOCK_FACTOR = 4
 
 
 class H2Context(ServerState, Protocol):
@@ -136,6 +177,10 @@ class HTTP2Connection:
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(config.ws != "none"),
             },
         )
+        frame_buffer = _FrameBuffer(server=True)
+        frame_buffer.max_frame_size = self.h2.incoming_buffer.max_frame_size
+        frame_buffer.max_block_size = HEADER_BLOCK_FACTOR * config.h2_max_header_list_size
+        self.h2.incoming_buffer = frame_buffer
         # Bytes read before we knew it was HTTP/2 (the preface, perhaps more).
         self._received = received
         self._upgrade = upgrade
@@ -169,6 +214,8 @@ class HTTP2Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._start()
+                if self.shutting_down and not self._closing:
+                    self._start_goaway()
                 nursery.start_soon(self._write_loop)
                 try:
                     await self._read_loop()
@@ -176,6 +223,11 @@ class HTTP2Connection:
                     self._end_streams()
                     self._closing = True
                     self._wake_writer()
+                    # The writer has a little while for the last frames (the
+                    # GOAWAY): a client that does not read them must not hold
+                    # the connection, its task and its buffers, for ever.
+                    scope = nursery.cancel_scope
+                    scope.deadline = min(scope.deadline, trio.current_time() + CLOSE_WRITE_SECONDS)
         except Exception:
             # A bug here must cost this connection, never the server.
             logger.exception("HTTP/2 connection from %s failed", self.client)
@@ -193,7 +245,9 @@ class HTTP2Connection:
                 self._close_with(ErrorCodes.PROTOCOL_ERROR)
                 return
             else:
-                request_1 = H2Request(request, None, None)
+                # (h2 applies HTTP2-Settings without an event for _on_settings.)
+                self._bound_encoder_table()
+                request_1 = H2Request(_upgraded_head(request), None, None)
                 self._start_task(self._start_stream(1, request_1, ended=True), request_1)
         else:
             h2conn.initiate_connection()
@@ -211,9 +265,18 @@ class HTTP2Connection:
         self.shutting_down = True
         for session in list(self.websockets):
             session.begin_shutdown()  # 1012, as over HTTP/1.1
-        if self._nursery is None or self._closing:
+        if self._closing:
             self._idle_scope.cancel()
-            return
+        elif self._nursery is not None:
+            self._start_goaway()
+        # Else run() has not started (a shutdown while an HTTP/1.1 connection
+        # hands over): it starts the GOAWAY once the connection is set up, so
+        # the requests that came with the preface are still answered. (This
+        # cancelled the reader's first wait instead: no GOAWAY, and the
+        # streams already read were cancelled, or not, as the tasks ran.)
+
+    def _start_goaway(self) -> None:
+        assert self._nursery is not None
         self._send_goaway(MAX_STREAM_ID)
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.ping(_SHUTDOWN_PING)
@@ -249,9 +312,11 @@ class HTTP2Connection:
         )
         self._close_with(ErrorCodes.ENHANCE_YOUR_CALM)
 
-    def _close_with(self, error: ErrorCodes) -> None:
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self.h2.close_connection(error)
+    def _close_with(self, error: ErrorCodes | None) -> None:
+        """End the connection with a GOAWAY of ``error`` (None: h2 has queued its own)."""
+        if error is not None:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection(error)
         self.queued()
         self._closing = True
         self._idle_scope.cancel()
@@ -299,7 +364,8 @@ class HTTP2Connection:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             logger.log(TRACE, "HTTP/2 protocol error from %s: %s", self.client, exc)
-            self._close_with(exc.error_code or ErrorCodes.PROTOCOL_ERROR)
+            # h2 queued the GOAWAY as it raised: a second one repeated it.
+            self._close_with(None)
             return
         starting: list[tuple[H2Stream, H2Request]] = []
         for event in events:
@@ -322,7 +388,12 @@ class HTTP2Connection:
             self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "after GOAWAY")
             return False
         if len(self.streams) >= self.config.h2_max_concurrent_streams:
-            self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "too many streams")
+            # A refused stream is spent from the reset budget too: otherwise a
+            # rapid reset that fills the limit (in one read, or with apps that
+            # do not return once reset) goes on uncounted, since the client's
+            # RST_STREAM for a stream we refused makes no event.
+            if self._spend(Flood.RESET):
+                self._refuse_stream(stream_id, ErrorCodes.REFUSED_STREAM, "too many streams")
             return False
         return True
 
@@ -410,7 +481,10 @@ class HTTP2Connection:
         stream_id = event.stream_id
         request = parse_request(event.headers)
         if type(request) is str:
-            self._refuse_stream(stream_id, ErrorCodes.PROTOCOL_ERROR, request)
+            # Each costs us a RST_STREAM to write: a flood of them (CVE-2019-9514)
+            # is spent from the reset budget.
+            if self._spend(Flood.RESET):
+                self._refuse_stream(stream_id, ErrorCodes.PROTOCOL_ERROR, request)
         elif self._may_start(stream_id):
             stream = self._start_stream(stream_id, request, bool(event.stream_ended))
             starting.append((stream, request))
@@ -462,7 +536,16 @@ class HTTP2Connection:
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged, starting: list) -> None:
         if self._spend(Flood.SETTINGS):
+            self._bound_encoder_table()
             self._on_window(event, starting)
+
+    def _bound_encoder_table(self) -> None:
+        """h2 sizes our HPACK encoder's table as the client allows, up to 4 GiB, and the
+        table keeps every new response field for the connection's life: we use less
+        (RFC 7541, 4.2 lets an encoder)."""
+        encoder = self.h2.encoder
+        if encoder.header_table_size > MAX_ENCODER_TABLE_SIZE:
+            encoder.header_table_size = MAX_ENCODER_TABLE_SIZE
 
     def _on_ping(self, event: Any, starting: list) -> None:
         self._spend(Flood.PING)
@@ -562,6 +645,21 @@ _HANDLERS: dict[type, Callable[[HTTP2Connection, Any, list], None]] = {
     h2.events.PriorityUpdated: HTTP2Connection._on_priority,
     h2.events.ConnectionTerminated: HTTP2Connection._on_terminated,
 }
+
+#: The fields of an ``Upgrade: h2c`` request that were for the HTTP/1.1 connection only.
+_UPGRADE_FIELDS = frozenset({b"connection", b"upgrade", b"http2-settings", b"keep-alive"})
+
+
+def _upgraded_head(request: RequestHead) -> RequestHead:
+    """The request that asked for ``Upgrade: h2c``, as served on stream 1: an HTTP/2 request.
+
+    Its response goes out over HTTP/2, so the app sees ``http_version`` "2"
+    (not the "1.1" it was read as), without the fields that only asked the
+    HTTP/1.1 connection to switch (they are forbidden in HTTP/2, RFC 9113, 8.2.2).
+    """
+    headers = [(name, value) for name, value in request.headers if name not in _UPGRADE_FIELDS]
+    return RequestHead(request.method, request.target, b"2", headers)
+
 
 #: The name of every stream task (trio's default name, spelled out once).
 _STREAM_TASK_NAME = f"{__name__}.{HTTP2Connection._run_stream.__qualname__}"

@@ -17,18 +17,28 @@ import enum
 
 
 class Flood(enum.Enum):
-    """The patterns counted, and how many of each one connection may send in a row."""
+    """The patterns counted, and how many of each one connection may send in a row.
+
+    Each value is (name, limit): with the limit alone as the value, members
+    with the same limit would be one member under several names (an enum
+    makes aliases of equal values), sharing one budget.
+    """
 
     #: Streams the client resets before their response is complete.
-    RESET = 200
+    RESET = ("reset", 200)
     #: PING frames.
-    PING = 100
+    PING = ("ping", 100)
     #: SETTINGS frames.
-    SETTINGS = 100
+    SETTINGS = ("settings", 100)
     #: DATA frames with no payload that do not end the stream.
-    EMPTY = 100
+    EMPTY = ("empty", 100)
     #: PRIORITY frames (and priority changes in HEADERS).
-    PRIORITY = 1000
+    PRIORITY = ("priority", 1000)
+
+    @property
+    def limit(self) -> int:
+        """How many in a row a connection may send."""
+        return self.value[1]
 
 
 #: A budget spent to nothing fills again in this many seconds.
@@ -38,7 +48,7 @@ REFILL_SECONDS = 10.0
 class FloodMeter:
     """A token bucket per pattern: :meth:`spend` takes one, time and useful work put them back.
 
-    A budget starts full (the pattern's value) and regains all of it over
+    A budget starts full (the pattern's limit) and regains all of it over
     :data:`REFILL_SECONDS`; each response completed in full adds one more,
     so a busy, well-behaved connection never runs dry, while one that only
     sends the cheap frames does within a burst of at most the limit.
@@ -47,12 +57,12 @@ class FloodMeter:
     __slots__ = ("_left", "_updated")
 
     def __init__(self, now: float) -> None:
-        self._left = {flood: float(flood.value) for flood in Flood}
+        self._left = {flood: float(flood.limit) for flood in Flood}
         self._updated = {flood: now for flood in Flood}
 
     def spend(self, flood: Flood, now: float) -> bool:
         """Count one frame of ``flood`` at time ``now``; False once the budget is gone."""
-        limit = flood.value
+        limit = flood.limit
         elapsed = now - self._updated[flood]
         self._updated[flood] = now
         left = min(limit, self._left[flood] + elapsed * limit / REFILL_SECONDS) - 1
@@ -63,5 +73,5 @@ class FloodMeter:
         """A response went out in full: one more of each, up to the limits."""
         left = self._left
         for flood in Flood:
-            if left[flood] < flood.value:
+            if left[flood] < flood.limit:
                 left[flood] += 1

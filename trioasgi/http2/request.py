@@ -111,6 +111,9 @@ def _request(
         return "no :scheme or no :path"
     if not _PATH.fullmatch(path) or (path[:1] != b"/" and path != b"*"):
         return "the :path is not a valid path"
+    if path == b"*" and method != b"OPTIONS":
+        # Only OPTIONS asks about the server as a whole (RFC 9113, 8.3.1), as over HTTP/1.1.
+        return "a :path of * is only for OPTIONS"
     if authority is None:
         if host is None:
             return "neither :authority nor host"

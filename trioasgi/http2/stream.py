@@ -27,6 +27,14 @@ from h2.errors import ErrorCodes
 from ..asgi.context import ServerState
 from ..core.errors import ClientDisconnected
 
+#: A piece of request body smaller than this takes the next one joined to it.
+JOIN_BELOW = 16384
+
+#: The largest DATA frame we send, whatever larger size the client allows (up to 16 MiB):
+#: a stream adds a frame to the writer's buffer only while it is under its cap, so the
+#: buffer's overshoot is one frame; and larger frames save nothing worth having.
+MAX_DATA_FRAME = 16384
+
 
 class StreamOwner(Protocol):
     """What a stream needs of its connection (``http2.connection.HTTP2Connection``)."""
@@ -87,7 +95,7 @@ class H2Stream:
         #: Our side has sent END_STREAM (or a reset).
         self.response_done = False
         #: Body bytes received and not yet taken by the app, as (data, flow-controlled size).
-        self._inbox: deque[tuple[bytes, int]] = deque()
+        self._inbox: deque[tuple[bytes | bytearray, int]] = deque()
         #: Flow-controlled bytes received that the window has not been widened for.
         self.unacknowledged = 0
         # One event for every change a task may wait for (data, end, reset, window).
@@ -101,7 +109,19 @@ class H2Stream:
 
     def data_received(self, data: bytes, flow_size: int, ended: bool) -> None:
         if data:
-            self._inbox.append((data, flow_size))
+            inbox = self._inbox
+            if inbox and len(inbox[-1][0]) < JOIN_BELOW:
+                # Joined to the last piece: the window bounds the bytes held,
+                # not the frames, and a body sent a byte a frame held an
+                # object per byte (some 100 bytes each, 100 MB for a 1 MiB
+                # connection window).
+                last, last_size = inbox[-1]
+                if type(last) is not bytearray:
+                    last = bytearray(last)
+                last += data
+                inbox[-1] = (last, last_size + flow_size)
+            else:
+                inbox.append((data, flow_size))
             self.unacknowledged += flow_size
         elif flow_size:
             # Padding only: nothing for the app, but the window is ours to widen.
@@ -142,7 +162,12 @@ class H2Stream:
         that much more.
         """
         inbox = self._inbox
-        while not inbox:
+        # A reset stream's body is not the app's any more, even the bytes
+        # already here: the disconnect comes at once, and abandon() gives
+        # their window back to the connection. (Handed to the app, they
+        # were never given back: h2 ignores a closed stream's window, and
+        # the connection's was not widened either.)
+        while not inbox or self.reset:
             if self.reset:
                 return None
             if self.body_done:
@@ -157,10 +182,11 @@ class H2Stream:
                 pieces.append(more)
                 flow_size += more_size
             data = b"".join(pieces)
+        elif type(data) is bytearray:
+            data = bytes(data)  # small pieces joined (data_received)
         self.unacknowledged -= flow_size
-        if not self.reset:
-            self.conn.h2.acknowledge_received_data(flow_size, self.stream_id)
-            self.conn.queued()
+        self.conn.h2.acknowledge_received_data(flow_size, self.stream_id)
+        self.conn.queued()
         return data, bool(inbox) or not self.body_done
 
     def has_body_waiting(self) -> bool:
@@ -200,7 +226,9 @@ class H2Stream:
                         h2conn.end_stream(stream_id)
                     break
                 window = min(
-                    h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size
+                    h2conn.local_flow_control_window(stream_id),
+                    h2conn.max_outbound_frame_size,
+                    MAX_DATA_FRAME,
                 )
                 if window <= 0:
                     conn.wait_for_window(self)
