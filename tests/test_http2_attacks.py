@@ -34,8 +34,9 @@ from tests import apps
 from tests.conftest import running_server
 from tests.h2client import H2Client, H2Server, RawClient, get
 from trioasgi.core.socket_io import RECEIVE_SIZE
-from trioasgi.http2.connection import CLOSE_WRITE_SECONDS, HEADER_BLOCK_FACTOR
+from trioasgi.http2.connection import CLOSE_WRITE_SECONDS
 from trioasgi.http2.flood import Flood, FloodMeter
+from trioasgi.http2.machine import HEADER_BLOCK_FACTOR
 
 #: The writer's cap in these tests (the smallest the config allows).
 CAP = 16 * 1024

@@ -41,7 +41,7 @@ import h2.frame_buffer
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import ContinuationFrame, GoAwayFrame
+from hyperframe.frame import GoAwayFrame
 
 from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
@@ -50,6 +50,7 @@ from ..core.logs import TRACE, logger
 from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket, write_socket
 from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
+from .machine import bound_encoder_table, server_connection
 from .request import H2Request, parse_request, trailers_are_valid
 from .stream import H2Stream
 from .websocket import run_websocket
@@ -58,70 +59,10 @@ from .websocket import run_websocket
 MAX_STREAM_ID = 2**31 - 1
 #: How long the first GOAWAY of a shutdown waits for its PING's answer.
 GOAWAY_ROUND_TRIP = 1.0
-#: The most our HPACK encoder keeps of the response fields it has sent (the default).
-MAX_ENCODER_TABLE_SIZE = 4096
 #: How long a closing connection's writer may take to write its last frames.
 CLOSE_WRITE_SECONDS = 2.0
 #: The opaque data of that PING.
 _SHUTDOWN_PING = b"trioasgi"
-
-
-class _ServerConnection(h2.connection.H2Connection):
-    """h2's connection, but a stream over the concurrency limit is ours to refuse.
-
-    h2 answers a HEADERS frame beyond ``MAX_CONCURRENT_STREAMS`` with a
-    connection error, ending every stream; RFC 9113 (5.1.2) lets the server
-    refuse that one stream instead, which :class:`HTTP2Connection` does with
-    its own count of running streams. The property still runs h2's own
-    count, which also forgets the streams that have closed.
-    """
-
-    _new_streams = 0
-
-    #: How many closed streams h2 remembers (how each was closed, to answer a
-    #: late frame on one). h2's own 65,536 grow to some 8 MB on a connection
-    #: that has served that many streams, for its life; a late frame on a
-    #: stream forgotten is a connection error (RFC 9113, 5.1 allows it).
-    MAX_CLOSED_STREAMS = 1024
-
-    @property
-    def open_inbound_streams(self) -> int:
-        # h2's count walks every stream: done for every 16th new stream only,
-        # for its side effect (closed streams are forgotten).
-        self._new_streams += 1
-        if not self._new_streams % 16:
-            super().open_inbound_streams  # noqa: B018
-        return 0
-
-
-class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    """h2's frame buffer, but a header block still waiting for its end is held only so far.
-
-    h2 keeps up to 64 CONTINUATION frames of one block before it gives up,
-    64 times the largest frame (1 MiB by default, 1 GiB with the largest
-    ``h2_max_inbound_frame_size``), whatever the header list limit; the
-    block is decoded (and its size checked) only at its end. A block that
-    has grown past :data:`HEADER_BLOCK_FACTOR` times the header list limit
-    cannot decode within it (Huffman coding expands an octet to 30 bits at
-    most), so the connection ends then (``ENHANCE_YOUR_CALM``).
-    """
-
-    max_block_size = 0
-
-    def _update_header_buffer(self, f: Any) -> Any:
-        held = self._headers_buffer
-        # (Another frame inside a block is h2's to refuse.)
-        if held and type(f) is ContinuationFrame:
-            size = len(f.data) + sum(len(frame.data) for frame in held)  # 64 frames at most
-            if size > self.max_block_size:
-                raise h2.exceptions.DenialOfServiceError(
-                    f"a header block of more than {self.max_block_size} bytes"
-                )
-        return super()._update_header_buffer(f)
-
-
-#: How many times the header list limit a header block may take before it is decoded.
-HEADER_BLOCK_FACTOR = 4
 
 
 class H2Context(ServerState, Protocol):
@@ -155,32 +96,7 @@ class HTTP2Connection:
         self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
         config = ctx.config
         self.config = config
-        self.h2 = _ServerConnection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Our own checks are the inbound (``request``) and outbound
-                # (``cycle``) ones, in one pass each.
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self.h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_inbound_frame_size,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(config.ws != "none"),
-            },
-        )
-        frame_buffer = _FrameBuffer(server=True)
-        frame_buffer.max_frame_size = self.h2.incoming_buffer.max_frame_size
-        frame_buffer.max_block_size = HEADER_BLOCK_FACTOR * config.h2_max_header_list_size
-        self.h2.incoming_buffer = frame_buffer
+        self.h2 = server_connection(config)
         # Bytes read before we knew it was HTTP/2 (the preface, perhaps more).
         self._received = received
         self._upgrade = upgrade
@@ -246,7 +162,7 @@ class HTTP2Connection:
                 return
             else:
                 # (h2 applies HTTP2-Settings without an event for _on_settings.)
-                self._bound_encoder_table()
+                bound_encoder_table(self.h2)
                 request_1 = H2Request(_upgraded_head(request), None, None)
                 self._start_task(self._start_stream(1, request_1, ended=True), request_1)
         else:
@@ -536,16 +452,8 @@ class HTTP2Connection:
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged, starting: list) -> None:
         if self._spend(Flood.SETTINGS):
-            self._bound_encoder_table()
+            bound_encoder_table(self.h2)
             self._on_window(event, starting)
-
-    def _bound_encoder_table(self) -> None:
-        """h2 sizes our HPACK encoder's table as the client allows, up to 4 GiB, and the
-        table keeps every new response field for the connection's life: we use less
-        (RFC 7541, 4.2 lets an encoder)."""
-        encoder = self.h2.encoder
-        if encoder.header_table_size > MAX_ENCODER_TABLE_SIZE:
-            encoder.header_table_size = MAX_ENCODER_TABLE_SIZE
 
     def _on_ping(self, event: Any, starting: list) -> None:
         self._spend(Flood.PING)

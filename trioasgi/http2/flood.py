@@ -51,27 +51,30 @@ class FloodMeter:
     A budget starts full (the pattern's limit) and regains all of it over
     :data:`REFILL_SECONDS`; each response completed in full adds one more,
     so a busy, well-behaved connection never runs dry, while one that only
-    sends the cheap frames does within a burst of at most the limit.
+    sends the cheap frames does within a burst of at most the limit. A
+    reward is one addition (it is counted on every response), paid out to a
+    budget when that budget is next spent.
     """
 
-    __slots__ = ("_left", "_updated")
+    __slots__ = ("_left", "_rewards", "_rewards_seen", "_updated")
 
     def __init__(self, now: float) -> None:
         self._left = {flood: float(flood.limit) for flood in Flood}
         self._updated = {flood: now for flood in Flood}
+        self._rewards = 0
+        self._rewards_seen = {flood: 0 for flood in Flood}
 
     def spend(self, flood: Flood, now: float) -> bool:
         """Count one frame of ``flood`` at time ``now``; False once the budget is gone."""
         limit = flood.limit
-        elapsed = now - self._updated[flood]
+        earned = (now - self._updated[flood]) * limit / REFILL_SECONDS
+        earned += self._rewards - self._rewards_seen[flood]
         self._updated[flood] = now
-        left = min(limit, self._left[flood] + elapsed * limit / REFILL_SECONDS) - 1
+        self._rewards_seen[flood] = self._rewards
+        left = min(limit, self._left[flood] + earned) - 1
         self._left[flood] = left
         return left >= 0
 
     def reward(self) -> None:
         """A response went out in full: one more of each, up to the limits."""
-        left = self._left
-        for flood in Flood:
-            if left[flood] < flood.limit:
-                left[flood] += 1
+        self._rewards += 1
