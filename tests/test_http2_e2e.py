@@ -498,3 +498,17 @@ async def test_alpn_offers_h2_first_then_http11(certs: Certs) -> None:
                 await stream.do_handshake()
             assert stream.selected_alpn_protocol() == chosen, offered
             await trio.aclose_forcefully(stream)
+
+
+async def test_a_trusted_proxys_headers_over_http2(transport: str, certs: Certs) -> None:
+    """A trusted proxy's X-Forwarded-For/-Proto are believed over HTTP/2 as over HTTP/1.1;
+    a request without them keeps the peer's address."""
+    async with serving(apps.show_scope, transport, certs) as target:
+        proxied = await target.client.get(
+            target.base_url,
+            headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+        )
+        direct = await target.client.get(target.base_url)
+    assert proxied.json()["client"][0] == "203.0.113.9"
+    assert proxied.json()["scheme"] == "https"
+    assert direct.json()["client"][0] == "127.0.0.1"

@@ -94,3 +94,10 @@ def _block(method: bytes, path: bytes, *extra: tuple[bytes, bytes]) -> list:
 def test_refused(headers: list[tuple[bytes, bytes]]) -> None:
     """Each is malformed: a reason (a string) instead of a request."""
     assert type(parse_request(headers)) is str
+
+
+def test_a_request_says_whether_it_carries_proxy_headers() -> None:
+    plain = parse_request(_block(b"GET", b"/"))
+    forwarded = parse_request(_block(b"GET", b"/", (b"x-forwarded-for", b"203.0.113.9")))
+    assert isinstance(plain, H2Request) and not plain.proxied
+    assert isinstance(forwarded, H2Request) and forwarded.proxied

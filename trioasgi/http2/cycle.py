@@ -89,8 +89,8 @@ class H2Cycle(RequestCycle):
 
     conn: H2Stream
 
-    def __init__(self, stream: H2Stream, request: RequestHead) -> None:
-        super().__init__(stream, request)
+    def __init__(self, stream: H2Stream, request: RequestHead, proxied: bool = True) -> None:
+        super().__init__(stream, request, proxied)
 
     # -- receive ------------------------------------------------------------
 

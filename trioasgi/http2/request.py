@@ -49,6 +49,9 @@ class H2Request(NamedTuple):
     protocol: bytes | None
     #: ``content-length`` as declared, or None.
     content_length: int | None
+    #: Whether a proxy header is there (``forwarded``, ``x-forwarded-*``): as
+    #: HTTP/1.1's ``FieldFacts.proxied``, a request without one skips their parse.
+    proxied: bool = False
 
 
 def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
@@ -57,6 +60,7 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
     fields: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
     host = content_length = None
+    proxied = False
     for name, value in headers:
         if not _VALUE.fullmatch(value):
             return f"the value of {name!r} is not a valid field value"
@@ -81,12 +85,14 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
             return f"connection-specific field {name!r}"
         if name == b"te" and value.lower() != b"trailers":
             return "te other than trailers"
-        if name == b"content-length":
+        if name[:2] == b"x-" or name == b"forwarded":
+            proxied = True
+        elif name == b"content-length":
             if not value.isdigit() or (content_length is not None and int(value) != content_length):
                 return "the content-length is not one number"
             content_length = int(value)
         fields.append((name, value))
-    return _request(pseudo, fields, cookies, host, content_length)
+    return _request(pseudo, fields, cookies, host, content_length, proxied)
 
 
 def _request(
@@ -95,6 +101,7 @@ def _request(
     cookies: list[bytes],
     host: bytes | None,
     content_length: int | None,
+    proxied: bool,
 ) -> H2Request | str:
     method = pseudo.get(b":method")
     path = pseudo.get(b":path")
@@ -123,7 +130,7 @@ def _request(
     fields.insert(0, (b"host", authority))
     if cookies:
         fields.append((b"cookie", b"; ".join(cookies)))
-    return H2Request(RequestHead(method, path, b"2", fields), protocol, content_length)
+    return H2Request(RequestHead(method, path, b"2", fields), protocol, content_length, proxied)
 
 
 def trailers_are_valid(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -49,6 +49,8 @@ class StreamOwner(Protocol):
 
     def queued(self) -> None: ...
 
+    def kick(self, data_bytes: int = 0) -> None: ...
+
     async def wait_for_room(self) -> None: ...
 
     def over_buffer(self) -> bool: ...
@@ -205,7 +207,7 @@ class H2Stream:
             raise ClientDisconnected("the stream is closed") from None
         if end_stream:
             self.response_done = True
-        self.conn.queued()
+        self.conn.kick()
 
     async def send_data(self, data: bytes, end_stream: bool) -> None:
         """Hand ``data`` to h2 as the windows allow; returns once all of it is handed over."""
@@ -238,7 +240,7 @@ class H2Stream:
                 sent += len(piece)
                 last = sent >= total
                 h2conn.send_data(stream_id, piece, end_stream=end_stream and last)
-                conn.queued()
+                conn.kick(len(piece))
                 if last:
                     break
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
@@ -246,7 +248,7 @@ class H2Stream:
             raise ClientDisconnected("the stream is closed") from None
         if end_stream:
             self.response_done = True
-        conn.queued()
+        conn.kick()
 
     async def send_error(self, status: int, detail: str) -> int:
         """A server-made plain-text response (nothing else has been sent on the stream).
