@@ -5,9 +5,9 @@ a well-behaved one raises :class:`Mismatch` (or any error) when the server's
 answer is wrong or missing, and every such error counts against the server.
 A hostile one does its worst and is never counted as an error, whatever the
 server answers: the server must simply survive it and keep answering the
-others. Both kinds are tables of name to (weight, coroutine), so a protocol
-added later (HTTP/2, with an ``h2`` or ``httpx[http2]`` client) is one more
-row in :data:`WELL_BEHAVED`.
+others. Both kinds are tables of name to (weight, coroutine): HTTP/2 is a
+row in each (httpx over h2c for the well-behaved, a raw h2 client for the
+rapid resets and the streams that are never read).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
+import h2.config
+import h2.connection
+import h2.errors
 import h11
+import httpx
 import trio
 from trio_websocket import open_websocket
 
@@ -136,13 +140,52 @@ async def websocket_echo(port: int, rng: random.Random) -> None:
             _expect("WebSocket echo", await ws.get_message(), message)
 
 
-#: name: (weight, client). HTTP/2 streams, once the server speaks it, go here.
+async def http2_streams(port: int, rng: random.Random) -> None:
+    """Concurrent HTTP/2 streams on one h2c connection (hello worlds, downloads), and an upload.
+
+    The upload goes on a connection of its own: httpx's HTTP/2 client
+    (httpcore) can stall a request body waiting for a window update another
+    of its streams has already read (httpcore's issue, also seen against
+    other servers), which would count here as the server's error.
+    """
+
+    async def one(client: httpx.AsyncClient) -> None:
+        if rng.random() < 0.5:
+            response = await client.get("/")
+            _expect("h2 GET / body", response.content, b"Hello, world!")
+        else:
+            kib = rng.choice([1, 64, 1024])
+            response = await client.get(f"/stream?kib={kib}")
+            _expect("h2 GET /stream length", len(response.content), kib * 1024)
+        _expect("h2 status", response.status_code, 200)
+        _expect("h2 version", response.http_version, "HTTP/2")
+
+    base_url = f"http://{HOST}:{port}"
+    async with (
+        httpx.AsyncClient(
+            http1=False, http2=True, base_url=base_url, timeout=EXCHANGE_TIMEOUT
+        ) as client,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(rng.randint(2, 10)):
+            nursery.start_soon(one, client)
+    body = rng.randbytes(rng.choice([0, 100, 64 * 1024, 300 * 1024, 1024 * 1024]))
+    async with httpx.AsyncClient(
+        http1=False, http2=True, base_url=base_url, timeout=EXCHANGE_TIMEOUT
+    ) as client:
+        response = await client.post("/echo", content=body)
+    _expect("h2 POST /echo status", response.status_code, 200)
+    _expect("h2 POST /echo body", response.content, body)
+
+
+#: name: (weight, client).
 WELL_BEHAVED: dict[str, tuple[int, Client]] = {
     "keep-alive": (30, keep_alive),
     "new connection": (20, new_connection),
     "upload": (15, upload),
     "download": (15, download),
     "websocket": (20, websocket_echo),
+    "http2": (20, http2_streams),
 }
 
 
@@ -214,12 +257,37 @@ async def resets(port: int, rng: random.Random) -> None:
         _reset_on_close(stream)
 
 
+async def http2_abuse(port: int, rng: random.Random) -> None:
+    """HTTP/2 prior knowledge, then a rapid reset or streams asking for data it never reads."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    async with await _connect(port) as stream:
+        rapid = rng.random() < 0.5
+        with trio.move_on_after(HOSTILE_TIMEOUT):
+            for i in range(500 if rapid else 20):
+                stream_id = 1 + 2 * i
+                headers = [
+                    (":method", "GET"),
+                    (":scheme", "http"),
+                    (":authority", HOST),
+                    (":path", "/stream?kib=8192"),
+                ]
+                connection.send_headers(stream_id, headers, end_stream=True)
+                if rapid:
+                    connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                await stream.send_all(connection.data_to_send())
+            if not rapid:
+                await trio.sleep(rng.uniform(1.0, 5.0))  # and never read
+        _reset_on_close(stream)
+
+
 HOSTILE: dict[str, tuple[int, Client]] = {
     "slowloris": (10, slowloris),
     "garbage": (25, garbage),
     "half-closed": (20, half_closed),
     "stops reading": (15, stops_reading),
     "resets": (30, resets),
+    "http2 abuse": (15, http2_abuse),
 }
 
 

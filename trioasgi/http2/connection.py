@@ -52,7 +52,7 @@ from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
 from .machine import bound_encoder_table, server_connection
 from .request import H2Request, parse_request, trailers_are_valid
-from .stream import H2Stream
+from .stream import MAX_DATA_FRAME, H2Stream
 from .websocket import run_websocket
 
 #: The largest stream id (RFC 9113, 5.1.1): the first GOAWAY of a shutdown names it.
@@ -259,7 +259,7 @@ class HTTP2Connection:
                     if self._closing:
                         return
                 # Answers the client does not read: stop reading until they are written.
-                while self.over_buffer() and not self._closing:
+                while self._reader_over_buffer() and not self._closing:
                     await self.wait_for_room()
                 data = await self._read()
                 if not data:
@@ -504,6 +504,24 @@ class HTTP2Connection:
         return (
             len(self._outbox) + self._in_flight + self._unmoved
             > self.config.h2_max_connection_buffer
+        )
+
+    def _reader_over_buffer(self) -> bool:
+        """Whether the reader's own answers (pings', settings', resets') overflow the buffer.
+
+        Streams stop handing over data at the cap (:meth:`over_buffer`), each
+        at most one frame past it; only frames the reader makes can take the
+        buffer beyond that, and only then does the reader stop reading. It
+        must not stop at the cap itself: a client that writes a request body
+        before it reads the responses already on their way (as HTTP/2
+        clients do, with several streams at once) would wait for us to read
+        while we wait for it to read, for ever.
+        """
+        config = self.config
+        streams_share = config.h2_max_concurrent_streams * MAX_DATA_FRAME
+        return (
+            len(self._outbox) + self._in_flight + self._unmoved
+            > 2 * config.h2_max_connection_buffer + streams_share
         )
 
     async def wait_for_room(self) -> None:
