@@ -99,7 +99,7 @@ class H2Server:
     def buffered(self) -> int:
         """The bytes the connection holds for its writer (queued plus being written)."""
         assert self.conn is not None
-        return len(self.conn._outbox) + self.conn._in_flight
+        return self.conn.writer.unwritten()
 
 
 class H2Client:

@@ -47,13 +47,14 @@ from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
-from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket, write_socket
+from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket
 from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
 from .machine import bound_encoder_table, server_connection
 from .request import H2Request, parse_request, trailers_are_valid
 from .stream import MAX_DATA_FRAME, H2Stream
 from .websocket import run_websocket
+from .writer import FrameWriter
 
 #: The largest stream id (RFC 9113, 5.1.1): the first GOAWAY of a shutdown names it.
 MAX_STREAM_ID = 2**31 - 1
@@ -107,12 +108,16 @@ class HTTP2Connection:
         self.websockets: set[Any] = set()
         self._nursery: trio.Nursery | None = None
         # What the writer has to write, and what it is writing now.
-        self._outbox = bytearray()
-        self._in_flight = 0
-        # DATA bytes streams handed to h2 that the writer has not taken yet.
-        self._unmoved = 0
-        self._writer_wakeup: trio.Event | None = None
-        self._room: trio.Event | None = None
+        streams_share = config.h2_max_concurrent_streams * MAX_DATA_FRAME
+        #: The only writer of the socket (see ``writer``).
+        self.writer = FrameWriter(
+            self.h2,
+            stream,
+            self._sock,
+            cap=config.h2_max_connection_buffer,
+            # Only the reader's own answers to a flood can reach this.
+            reader_cap=2 * config.h2_max_connection_buffer + streams_share,
+        )
         self._window_waiters: set[H2Stream] = set()
         self._flood = FloodMeter(trio.current_time())
         # Shutdown: the id of the last stream we will serve once the final GOAWAY is out.
@@ -140,7 +145,7 @@ class HTTP2Connection:
                 finally:
                     self._end_streams()
                     self._closing = True
-                    self._wake_writer()
+                    self.writer.finish()
                     # The writer has a little while for the last frames (the
                     # GOAWAY): a client that does not read them must not hold
                     # the connection, its task and its buffers, for ever.
@@ -219,9 +224,7 @@ class HTTP2Connection:
         frame = GoAwayFrame(stream_id=0)
         frame.last_stream_id = last_stream_id
         frame.error_code = error
-        self.queued()  # h2's frames so far go first
-        self._outbox += frame.serialize()
-        self._wake_writer()
+        self.writer.append(frame.serialize())
 
     def _calm_down(self, flood: Flood) -> None:
         """End a connection that repeats what an attack repeats (``ENHANCE_YOUR_CALM``)."""
@@ -259,8 +262,8 @@ class HTTP2Connection:
                     if self._closing:
                         return
                 # Answers the client does not read: stop reading until they are written.
-                while self._reader_over_buffer() and not self._closing:
-                    await self.wait_for_room()
+                while self.writer.reader_over_buffer() and not self._closing:
+                    await self.writer.wait_for_room()
                 data = await self._read()
                 if not data:
                     return
@@ -480,108 +483,21 @@ class HTTP2Connection:
     # -- writing ----------------------------------------------------------
 
     def queued(self) -> None:
-        """h2 has (perhaps) more to send: move it to the writer's outbox and wake the writer.
-
-        For the reader and the connection's own frames, whose size the
-        buffer's cap must see at once (a flood's answers).
-        """
-        data = self.h2.data_to_send()
-        self._unmoved = 0
-        if data:
-            self._outbox += data
-            self._wake_writer()
-
-    def kick(self, data_bytes: int = 0) -> None:
-        """A stream handed h2 frames (``data_bytes`` of DATA): wake the writer, which takes them.
-
-        Cheaper than :meth:`queued` on the path every response takes: h2's
-        bytes are moved once, by the writer, however many frames were made.
-        """
-        self._unmoved += data_bytes
-        self._wake_writer()
-
-    def over_buffer(self) -> bool:
-        return (
-            len(self._outbox) + self._in_flight + self._unmoved
-            > self.config.h2_max_connection_buffer
-        )
-
-    def _reader_over_buffer(self) -> bool:
-        """Whether the reader's own answers (pings', settings', resets') overflow the buffer.
-
-        Streams stop handing over data at the cap (:meth:`over_buffer`), each
-        at most one frame past it; only frames the reader makes can take the
-        buffer beyond that, and only then does the reader stop reading. It
-        must not stop at the cap itself: a client that writes a request body
-        before it reads the responses already on their way (as HTTP/2
-        clients do, with several streams at once) would wait for us to read
-        while we wait for it to read, for ever.
-        """
-        config = self.config
-        streams_share = config.h2_max_concurrent_streams * MAX_DATA_FRAME
-        return (
-            len(self._outbox) + self._in_flight + self._unmoved
-            > 2 * config.h2_max_connection_buffer + streams_share
-        )
-
-    async def wait_for_room(self) -> None:
-        """Until the writer has written enough for the buffer to be under its cap again."""
-        if self._closing and self._nursery is None:
-            return
-        if self._room is None:
-            self._room = trio.Event()
-        await self._room.wait()
+        """h2 has (perhaps) more to send: the writer takes it now (see ``writer``)."""
+        self.writer.queued()
 
     def wait_for_window(self, stream: H2Stream) -> None:
         """The stream waits for a window: wake it on the next WINDOW_UPDATE or SETTINGS."""
         self._window_waiters.add(stream)
 
-    def _wake_writer(self) -> None:
-        wakeup = self._writer_wakeup
-        if wakeup is not None:
-            self._writer_wakeup = None
-            wakeup.set()
-
     async def _write_loop(self) -> None:
-        """The only writer: everything queued since the last write leaves in one write."""
-        sock = self._sock
         try:
-            while True:
-                data = self._outbox
-                fresh = self.h2.data_to_send()
-                self._unmoved = 0
-                if fresh:
-                    if data:
-                        data += fresh
-                    else:
-                        data = fresh
-                if not data:
-                    if self._closing:
-                        return
-                    self._writer_wakeup = trio.Event()
-                    await self._writer_wakeup.wait()
-                    continue
-                self._outbox = bytearray()
-                self._in_flight = len(data)
-                if sock is not None:
-                    await write_socket(sock, data)
-                else:
-                    await self.stream.send_all(data)
-                self._in_flight = 0
-                room = self._room
-                if room is not None and not self.over_buffer():
-                    self._room = None
-                    room.set()
+            await self.writer.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client is gone: nothing more can be written or read.
             self._closing = True
             self._idle_scope.cancel()
             self._end_streams()
-        finally:
-            room = self._room
-            if room is not None:
-                self._room = None
-                room.set()
 
 
 _HANDLERS: dict[type, Callable[[HTTP2Connection, Any, list], None]] = {

@@ -26,6 +26,7 @@ from h2.errors import ErrorCodes
 
 from ..asgi.context import ServerState
 from ..core.errors import ClientDisconnected
+from .writer import FrameWriter
 
 #: A piece of request body smaller than this takes the next one joined to it.
 JOIN_BELOW = 16384
@@ -46,14 +47,9 @@ class StreamOwner(Protocol):
     tls: dict[str, Any] | None
     proxy_trusted: bool
     h2: h2.connection.H2Connection
+    writer: FrameWriter
 
     def queued(self) -> None: ...
-
-    def kick(self, data_bytes: int = 0) -> None: ...
-
-    async def wait_for_room(self) -> None: ...
-
-    def over_buffer(self) -> bool: ...
 
     def wait_for_window(self, stream: H2Stream) -> None: ...
 
@@ -207,7 +203,7 @@ class H2Stream:
             raise ClientDisconnected("the stream is closed") from None
         if end_stream:
             self.response_done = True
-        self.conn.kick()
+        self.conn.writer.kick()
 
     async def send_data(self, data: bytes, end_stream: bool) -> None:
         """Hand ``data`` to h2 as the windows allow; returns once all of it is handed over."""
@@ -220,8 +216,8 @@ class H2Stream:
             while True:
                 if self.reset:
                     raise ClientDisconnected("the client has reset the stream")
-                if conn.over_buffer():
-                    await conn.wait_for_room()
+                if conn.writer.over_buffer():
+                    await conn.writer.wait_for_room()
                     continue
                 if total == 0:
                     if end_stream:
@@ -240,7 +236,7 @@ class H2Stream:
                 sent += len(piece)
                 last = sent >= total
                 h2conn.send_data(stream_id, piece, end_stream=end_stream and last)
-                conn.kick(len(piece))
+                conn.writer.kick(len(piece))
                 if last:
                     break
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
@@ -248,7 +244,7 @@ class H2Stream:
             raise ClientDisconnected("the stream is closed") from None
         if end_stream:
             self.response_done = True
-        conn.kick()
+        conn.writer.kick()
 
     async def send_error(self, status: int, detail: str) -> int:
         """A server-made plain-text response (nothing else has been sent on the stream).
