@@ -38,9 +38,11 @@ _STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
 
 
 #: Fields already checked, as the app gave them -> as sent (None: dropped).
-#: Apps send the same few again and again; bounded, cleared when full.
+#: Apps send the same few again and again; bounded in entries and in their
+#: size (only short fields are kept), cleared when full.
 _checked_fields: dict[tuple[bytes, bytes], tuple[bytes, bytes] | None] = {}
 _CHECKED_FIELDS_MAX = 1024
+_CHECKED_VALUE_MAX = 256
 
 
 def _checked_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | None:
@@ -70,9 +72,10 @@ def response_head(status: int, headers: Any, defaults: Any) -> list[tuple[bytes,
             field = checked[pair]
         except KeyError:
             field = _checked_field(*pair)
-            if len(checked) >= _CHECKED_FIELDS_MAX:
-                checked.clear()
-            checked[pair] = field
+            if len(pair[1]) <= _CHECKED_VALUE_MAX:
+                if len(checked) >= _CHECKED_FIELDS_MAX:
+                    checked.clear()
+                checked[pair] = field
         except TypeError:  # unhashable (a list, a bytearray): checked every time
             field = _checked_field(*pair)
         if field is not None:

@@ -54,6 +54,45 @@ class H2Request(NamedTuple):
     proxied: bool = False
 
 
+# What a field is, once its name and value are checked: the kinds the loop
+# below tells apart (a str is the reason the field is refused).
+_PSEUDO_FIELD, _FIELD, _PROXY_FIELD, _COOKIE, _HOST, _CONTENT_LENGTH = range(6)
+
+#: Fields already checked -> their kind. A client sends the same fields again
+#: and again (and hpack hands back the same objects for the ones in its
+#: table, their hashes known): a lookup instead of two regular expressions
+#: and a dozen comparisons. Bounded in entries and in their size (only
+#: short fields are kept: a client sending new long ones must not fill it).
+_kinds: dict[tuple[bytes, bytes], int | str] = {}
+_KINDS_MAX = 4096
+_KIND_VALUE_MAX = 256
+
+
+def _kind(name: bytes, value: bytes) -> int | str:
+    """What a field is, or why it is refused (independent of the other fields)."""
+    if not _VALUE.fullmatch(value):
+        return f"the value of {name!r} is not a valid field value"
+    if name[:1] == b":":
+        if name not in _PSEUDO:
+            return f"pseudo-header {name!r} is unknown"
+        return _PSEUDO_FIELD
+    if not _NAME.fullmatch(name):
+        return f"{name!r} is not a valid lower-case field name"
+    if name == b"cookie":
+        return _COOKIE
+    if name == b"host":
+        return _HOST
+    if name in _CONNECTION_FIELDS:
+        return f"connection-specific field {name!r}"
+    if name == b"te" and value.lower() != b"trailers":
+        return "te other than trailers"
+    if name[:2] == b"x-" or name == b"forwarded":
+        return _PROXY_FIELD
+    if name == b"content-length":
+        return _CONTENT_LENGTH if value.isdigit() else "the content-length is not a number"
+    return _FIELD
+
+
 def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
     """The request a header block makes, or why it is malformed."""
     pseudo: dict[bytes, bytes] = {}
@@ -61,37 +100,40 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> H2Request | str:
     cookies: list[bytes] = []
     host = content_length = None
     proxied = False
-    for name, value in headers:
-        if not _VALUE.fullmatch(value):
-            return f"the value of {name!r} is not a valid field value"
-        if name[:1] == b":":
+    kinds = _kinds
+    for pair in headers:
+        kind = kinds.get(pair)
+        if kind is None:
+            kind = _kind(*pair)
+            if len(pair[1]) <= _KIND_VALUE_MAX:
+                if len(kinds) >= _KINDS_MAX:
+                    kinds.clear()
+                kinds[pair] = kind
+        name, value = pair
+        if kind == _FIELD:
+            fields.append((name, value))
+        elif kind == _PSEUDO_FIELD:
             if fields or cookies or host is not None:
                 return f"pseudo-header {name!r} after a regular field"
-            if name not in _PSEUDO or name in pseudo:
-                return f"pseudo-header {name!r} is unknown or repeated"
+            if name in pseudo:
+                return f"pseudo-header {name!r} is repeated"
             pseudo[name] = value
-            continue
-        if not _NAME.fullmatch(name):
-            return f"{name!r} is not a valid lower-case field name"
-        if name == b"cookie":
+        elif kind == _PROXY_FIELD:
+            proxied = True
+            fields.append((name, value))
+        elif kind == _COOKIE:
             cookies.append(value)
-            continue
-        if name == b"host":
+        elif kind == _HOST:
             if host is not None:
                 return "more than one host field"
             host = value
-            continue
-        if name in _CONNECTION_FIELDS:
-            return f"connection-specific field {name!r}"
-        if name == b"te" and value.lower() != b"trailers":
-            return "te other than trailers"
-        if name[:2] == b"x-" or name == b"forwarded":
-            proxied = True
-        elif name == b"content-length":
-            if not value.isdigit() or (content_length is not None and int(value) != content_length):
+        elif kind == _CONTENT_LENGTH:
+            if content_length is not None and int(value) != content_length:
                 return "the content-length is not one number"
             content_length = int(value)
-        fields.append((name, value))
+            fields.append((name, value))
+        else:
+            return kind  # type: ignore[return-value]
     return _request(pseudo, fields, cookies, host, content_length, proxied)
 
 
