@@ -101,3 +101,20 @@ def test_a_request_says_whether_it_carries_proxy_headers() -> None:
     forwarded = parse_request(_block(b"GET", b"/", (b"x-forwarded-for", b"203.0.113.9")))
     assert isinstance(plain, H2Request) and not plain.proxied
     assert isinstance(forwarded, H2Request) and forwarded.proxied
+
+
+def test_the_field_cache_keeps_short_fields_only_and_stays_bounded() -> None:
+    """Checked fields are remembered to skip the checks next time, but a client sending
+    new long fields cannot make the cache hold them, and new short ones only so many."""
+    from trioasgi.http2 import request as module
+
+    module._kinds.clear()
+    for i in range(50):
+        parse_request(_block(b"GET", b"/", (b"x-long", b"v" * 1000 + str(i).encode())))
+    assert not any(len(value) > module._KIND_VALUE_MAX for _, value in module._kinds)
+    for i in range(module._KINDS_MAX + 10):
+        parse_request(_block(b"GET", b"/", (b"x-short", str(i).encode())))
+    assert len(module._kinds) <= module._KINDS_MAX
+    bad = parse_request(_block(b"GET", b"/", (b"x-bad", b" padded")))
+    again = parse_request(_block(b"GET", b"/", (b"x-bad", b" padded")))
+    assert isinstance(bad, str) and bad == again  # a refusal is remembered as one
