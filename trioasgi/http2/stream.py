@@ -24,7 +24,7 @@ import h2.exceptions
 import trio
 from h2.errors import ErrorCodes
 
-from ..asgi.context import ServerState
+from ..asgi.context import Connection
 from ..core.errors import ClientDisconnected
 from .writer import FrameWriter
 
@@ -37,15 +37,10 @@ JOIN_BELOW = 16384
 MAX_DATA_FRAME = 16384
 
 
-class StreamOwner(Protocol):
-    """What a stream needs of its connection (``http2.connection.HTTP2Connection``)."""
+class StreamOwner(Connection, Protocol):
+    """What a stream needs of its connection (``http2.connection.HTTP2Connection``):
+    the scope's facts, which its streams share, h2 and the writer."""
 
-    ctx: ServerState
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    scheme: str
-    tls: dict[str, Any] | None
-    proxy_trusted: bool
     h2: h2.connection.H2Connection
     writer: FrameWriter
 
