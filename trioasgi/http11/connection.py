@@ -28,6 +28,7 @@ import trio
 
 from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
+from ..asgi.error_responses import error_content
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
 from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
@@ -603,13 +604,13 @@ class HTTPConnection:
         """
         logger.log(TRACE, "%s: %d (%s)", self.client, status, detail)
         self._linger = True  # the client may still be sending what we refused
-        data = error_response(status, date=self.ctx.date_header_value())
+        data, body_size = error_response(status, date=self.ctx.date_header_value())
         try:
             with trio.move_on_after(LINGER_SECONDS) as scope:
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return 0
-        return 0 if scope.cancelled_caught else len(error_body(status))
+        return 0 if scope.cancelled_caught else body_size
 
 
 def _end_of_cycle(disconnected: bool, shutting_down: bool) -> str:
@@ -620,20 +621,13 @@ def _end_of_cycle(disconnected: bool, shutting_down: bool) -> str:
     return "the response closes it"
 
 
-def error_body(status: int) -> bytes:
-    return f"{status} {HTTPStatus(status).phrase}\n".encode()
-
-
-def error_response(status: int, *, date: bytes | None) -> bytes:
-    """The raw bytes of a server-generated error response, which always closes."""
-    phrase = HTTPStatus(status).phrase
-    body = error_body(status)
-    head = [
-        f"HTTP/1.1 {status} {phrase}".encode(),
-        b"content-type: text/plain; charset=utf-8",
-        b"content-length: " + str(len(body)).encode(),
-        b"connection: close",
-    ]
+def error_response(status: int, *, date: bytes | None) -> tuple[bytes, int]:
+    """The raw bytes of a server-generated error response, which always closes, and its
+    body's size."""
+    body, fields = error_content(status)
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    head += [name + b": " + value for name, value in fields]
+    head.append(b"connection: close")
     if date is not None:
         head.append(b"date: " + date)
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
+    return b"\r\n".join(head) + b"\r\n\r\n" + body, len(body)

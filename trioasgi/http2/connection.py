@@ -177,7 +177,7 @@ class HTTP2Connection:
         extra = self.config.h2_connection_window_size - 65535
         if extra > 0:
             h2conn.increment_flow_control_window(extra)
-        self.queued()
+        self.writer.queued()
         if not self.streams:
             self._idle_scope.deadline = trio.current_time() + self.config.timeout_keep_alive
 
@@ -203,7 +203,7 @@ class HTTP2Connection:
         self._send_goaway(MAX_STREAM_ID)
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.ping(_SHUTDOWN_PING)
-        self.queued()
+        self.writer.queued()
         self._nursery.start_soon(self._finish_shutdown)
 
     async def _finish_shutdown(self) -> None:
@@ -211,7 +211,7 @@ class HTTP2Connection:
             await self._shutdown_ping.wait()
         self._final_goaway_sent = True
         self._send_goaway(self._last_stream_id)
-        self.queued()
+        self.writer.queued()
         if not self.streams:
             self._idle_scope.cancel()
 
@@ -238,7 +238,7 @@ class HTTP2Connection:
         if error is not None:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection(error)
-        self.queued()
+        self.writer.queued()
         self._closing = True
         self._idle_scope.cancel()
 
@@ -302,7 +302,7 @@ class HTTP2Connection:
                 self._stream_done(stream)
             else:
                 self._start_task(stream, request)
-        self.queued()
+        self.writer.queued()
 
     def _may_start(self, stream_id: int) -> bool:
         if self._final_goaway_sent and stream_id > self._last_stream_id:
@@ -481,10 +481,6 @@ class HTTP2Connection:
         return False
 
     # -- writing ----------------------------------------------------------
-
-    def queued(self) -> None:
-        """h2 has (perhaps) more to send: the writer takes it now (see ``writer``)."""
-        self.writer.queued()
 
     def wait_for_window(self, stream: H2Stream) -> None:
         """The stream waits for a window: wake it on the next WINDOW_UPDATE or SETTINGS."""

@@ -19,18 +19,12 @@ from ..asgi.cycle import BODY, COMPLETE, START, TRAILERS, RequestCycle
 from ..asgi.files import FileBody, read_chunks
 from ..asgi.request import RequestHead
 from ..core.errors import ClientDisconnected
+from .request import CONNECTION_FIELDS, FIELD_NAME
 from .stream import H2Stream
 
 # The module-level names the per-request code reads (globals are cheap).
 _START, _BODY, _COMPLETE, _TRAILERS = START, BODY, COMPLETE, TRAILERS
 
-#: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2):
-#: an app written for HTTP/1.1 may set them; they are dropped, not sent.
-_CONNECTION_FIELDS = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
-#: RFC 9110 token: what a field name may be made of.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 #: What a field value may not contain (RFC 9113, 8.2.1).
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 
@@ -49,9 +43,9 @@ def _checked_field(name: bytes, value: bytes) -> tuple[bytes, bytes] | None:
     """A response field as HTTP/2 sends it, or None for a connection field; else ValueError."""
     name = bytes(name).lower()
     value = bytes(value)
-    if not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
+    if not FIELD_NAME.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
         raise ValueError(f"invalid response header {name!r}: {value!r}")
-    if name in _CONNECTION_FIELDS:
+    if name in CONNECTION_FIELDS:
         return None
     return name, value.strip(b" \t")
 
@@ -229,12 +223,10 @@ class H2Cycle(RequestCycle):
         if self._trailer_fields is None:
             self._trailer_fields = []
         for name, value in message.get("headers", ()):
-            name = bytes(name).lower()
-            value = bytes(value)
-            if name[:1] == b":" or not _TOKEN.fullmatch(name) or _FORBIDDEN_IN_VALUE.search(value):
-                raise ValueError(f"invalid trailer {name!r}: {value!r}")
-            if name not in _CONNECTION_FIELDS:
-                self._trailer_fields.append((name, value))
+            # The checks of the response's own fields (a pseudo-header is no token).
+            field = _checked_field(name, value)
+            if field is not None:
+                self._trailer_fields.append(field)
         if message.get("more_trailers", False):
             return
         self._response = _COMPLETE

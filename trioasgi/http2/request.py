@@ -29,13 +29,15 @@ from ..asgi.request import RequestHead
 
 #: What ``:path`` may hold for the scope: visible ASCII (RFC 3986 with escapes).
 _PATH = re.compile(rb"[\x21-\x7e]+")
-#: An RFC 9110 token in lower case, for field names; any case for ``:method``.
-_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: An RFC 9110 token in lower case, for field names (HTTP/2's, both ways); any
+#: case for ``:method``.
+FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: A field value: no NUL, CR or LF, and no space or tab at either end.
 _VALUE = re.compile(rb"(?:[^\x00\r\n \t](?:[^\x00\r\n]*[^\x00\r\n \t])?)?")
-#: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2).
-_CONNECTION_FIELDS = frozenset(
+#: Fields that mean something only to one HTTP/1.1 connection (RFC 9113, 8.2.2):
+#: malformed in a request, dropped from an app's response.
+CONNECTION_FIELDS = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
@@ -76,13 +78,13 @@ def _kind(name: bytes, value: bytes) -> int | str:
         if name not in _PSEUDO:
             return f"pseudo-header {name!r} is unknown"
         return _PSEUDO_FIELD
-    if not _NAME.fullmatch(name):
+    if not FIELD_NAME.fullmatch(name):
         return f"{name!r} is not a valid lower-case field name"
     if name == b"cookie":
         return _COOKIE
     if name == b"host":
         return _HOST
-    if name in _CONNECTION_FIELDS:
+    if name in CONNECTION_FIELDS:
         return f"connection-specific field {name!r}"
     if name == b"te" and value.lower() != b"trailers":
         return "te other than trailers"
@@ -178,6 +180,6 @@ def _request(
 def trailers_are_valid(headers: list[tuple[bytes, bytes]]) -> bool:
     """Whether a trailer block is well formed: regular fields only (RFC 9113, 8.1)."""
     return all(
-        _NAME.fullmatch(name) and _VALUE.fullmatch(value) and name not in _CONNECTION_FIELDS
+        FIELD_NAME.fullmatch(name) and _VALUE.fullmatch(value) and name not in CONNECTION_FIELDS
         for name, value in headers
     )

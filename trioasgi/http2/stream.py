@@ -16,7 +16,6 @@ ending) wakes every wait on the stream and makes the next send raise
 from __future__ import annotations
 
 from collections import deque
-from http import HTTPStatus
 from typing import Any, Protocol
 
 import h2.connection
@@ -25,6 +24,7 @@ import trio
 from h2.errors import ErrorCodes
 
 from ..asgi.context import Connection
+from ..asgi.error_responses import error_content
 from ..core.errors import ClientDisconnected
 from .writer import FrameWriter
 
@@ -43,8 +43,6 @@ class StreamOwner(Connection, Protocol):
 
     h2: h2.connection.H2Connection
     writer: FrameWriter
-
-    def queued(self) -> None: ...
 
     def wait_for_window(self, stream: H2Stream) -> None: ...
 
@@ -179,7 +177,7 @@ class H2Stream:
             data = bytes(data)  # small pieces joined (data_received)
         self.unacknowledged -= flow_size
         self.conn.h2.acknowledge_received_data(flow_size, self.stream_id)
-        self.conn.queued()
+        self.conn.writer.queued()
         return data, bool(inbox) or not self.body_done
 
     def has_body_waiting(self) -> bool:
@@ -246,13 +244,8 @@ class H2Stream:
 
         The body bytes sent: 0 if the stream was gone.
         """
-        phrase = HTTPStatus(status).phrase
-        body = f"{status} {phrase}\n".encode()
-        headers = [
-            (b":status", str(status).encode()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]
+        body, fields = error_content(status)
+        headers = [(b":status", str(status).encode()), *fields]
         date = self.ctx.date_header_value()
         if date is not None:
             headers.append((b"date", date))
@@ -283,4 +276,4 @@ class H2Stream:
         if unread:
             # The connection's window, which the stream's unread body held.
             h2conn.acknowledge_received_data(unread, self.stream_id)
-        self.conn.queued()
+        self.conn.writer.queued()

@@ -18,13 +18,13 @@ a WebSocket on its stream. The session the app talks to is HTTP/1.1's
 from __future__ import annotations
 
 import contextlib
-from http import HTTPStatus
 from typing import Any
 
 import trio
 from wsproto import ConnectionType
 from wsproto.connection import Connection as Frames
 
+from ..asgi.error_responses import error_content
 from ..asgi.request import RequestHead
 from ..core.errors import ClientDisconnected
 from ..websocket.handshake import BoundedDeflate, HandshakeError
@@ -163,12 +163,8 @@ class H2Handshake:
 
     def _refusal(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
         """A server-made plain-text response; its body is what the session writes."""
-        body = f"{status} {HTTPStatus(status).phrase}\n".encode()
-        fields = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            *(extra or []),
-        ]
+        body, fields = error_content(status)
+        fields += extra or []
         try:
             self._stream.send_headers(
                 response_head(status, fields, self._defaults), end_stream=False

@@ -25,6 +25,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..asgi.context import Connection, ServerState
+from ..asgi.error_responses import error_content
 from ..asgi.request import RequestHead
 from ..asgi.scope import ASGI_VERSION, build_scope
 
@@ -184,12 +185,8 @@ class ServerHandshake:
 
     def _refusal(self, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
         """A complete plain-text error response from the server itself."""
-        body = f"{status} {HTTPStatus(status).phrase}\n".encode()
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            *(extra or []),
-        ]
+        body, headers = error_content(status)
+        headers += extra or []
         try:
             return self.reject(status, headers) + self.reject_body(body, finished=True)
         except (LocalProtocolError, h11.LocalProtocolError):
