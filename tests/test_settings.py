@@ -198,3 +198,28 @@ def test_header_flag_needs_a_colon(capsys) -> None:
 def test_config_rejects_bad_values(settings, message) -> None:
     with pytest.raises(ConfigError, match=message):
         Config(**settings)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("h2_max_concurrent_streams", 0, "at least 1"),
+        ("h2_max_header_list_size", 100, "at least 1024"),
+        ("h2_max_inbound_frame_size", 1024, "between 16384 and 16777215"),
+        ("h2_max_inbound_frame_size", 2**24, "between 16384 and 16777215"),
+        ("h2_initial_window_size", 1000, "between 65535 and 2147483647"),
+        ("h2_connection_window_size", 2**31, "between 65535 and 2147483647"),
+        ("h2_max_connection_buffer", 1000, "at least 16384"),
+    ],
+)
+def test_http2_limits_out_of_range_are_one_sentence(field: str, value: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**{field: value})
+
+
+def test_http2_limits_out_of_range_are_refused_by_the_command_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["app:app", "--h2-max-inbound-frame-size", "100"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "16384" in err and "Traceback" not in err
