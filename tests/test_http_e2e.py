@@ -11,6 +11,7 @@ import trio
 
 from tests import apps
 from tests.conftest import read_until_closed, running_server
+from trioasgi.core.socket_io import RECEIVE_SIZE
 
 # Every test here runs once with h11 and once with httptools.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -123,7 +124,7 @@ async def test_large_upload_arrives_in_chunks_with_more_body() -> None:
     assert len(seen) > 1
     assert all(m["more_body"] for m in seen[:-1])
     assert seen[-1]["more_body"] is False
-    assert all(len(m["body"]) <= 64 * 1024 for m in seen)
+    assert all(len(m["body"]) <= RECEIVE_SIZE for m in seen)
 
 
 @pytest.mark.parametrize("status", [204, 304])

@@ -8,6 +8,7 @@ import trio.testing
 
 from tests import apps
 from tests.conftest import DEFAULT_SETTINGS, MemoryConnection
+from trioasgi.core.socket_io import RECEIVE_SIZE
 
 # Every test runs once with h11 and once with httptools.
 pytestmark = pytest.mark.usefixtures("http_parser")
@@ -83,7 +84,7 @@ async def test_request_body_is_read_only_as_fast_as_the_app_asks() -> None:
         nursery.start_soon(conn.send, head + body)
         await first_chunk.wait()
         await trio.testing.wait_all_tasks_blocked()
-        assert received_by_server <= len(head) + 64 * 1024
+        assert received_by_server <= len(head) + RECEIVE_SIZE
         app_reads.set()
         assert (await conn.read_response()).startswith(b"HTTP/1.1 204 ")
         assert received_by_server == len(head) + len(body)

@@ -9,12 +9,14 @@ round 8). Counted, not timed: the writes that ask to yield, the messages.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 import trio
 
 from tests.conftest import MemoryConnection, read_until_closed, socket_stream_pair
+from trioasgi.core.socket_io import RECEIVE_SIZE
 from trioasgi.http11 import cycle as cycle_module
 
 CHUNK = 64 * 1024
@@ -56,8 +58,18 @@ async def test_streamed_body_yields_per_stream_yield_bytes(
     assert expected - 1 <= sum(schedules) <= expected
 
 
+def _roomy_socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A socket pair whose buffers hold a whole upload: it is all there before the server reads."""
+    client, server = socket_stream_pair()
+    for stream in (client, server):
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * RECEIVE_SIZE)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * RECEIVE_SIZE)
+    return client, server
+
+
 async def test_upload_cut_by_the_head_read_is_one_message(nursery: Any) -> None:
-    """A 64 KiB body after its head takes two reads; its tail, already there, joins the first."""
+    """A body of one read's size after its head takes two reads; its tail, already there,
+    joins the first."""
     messages: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -69,9 +81,11 @@ async def test_upload_cut_by_the_head_read_is_one_message(nursery: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body"})
 
-    body = bytes(range(256)) * 256  # 64 KiB
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 65536\r\n\r\n"
-    conn = MemoryConnection(app, nursery, socket_stream_pair)
+    body = bytes(range(256)) * (RECEIVE_SIZE // 256)
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(
+        body
+    )
+    conn = MemoryConnection(app, nursery, _roomy_socket_stream_pair)
     await conn.send(head + body)  # all there before the server's first read
     data = await read_until_closed(conn.client)
     assert data.startswith(b"HTTP/1.1 204 ")

@@ -175,6 +175,8 @@ async def test_the_reader_waits_before_reading_once_it_found_nothing(
 
     monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
     server_sock, client_sock = socket.socketpair()  # the client's end stays blocking
+    # Room for a whole read and more, so the bulk send below need not wait for a reader.
+    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * RECEIVE_SIZE)
     with server_sock, client_sock:
         reader = SocketReader(trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)), b"")
         syscalls.active = True

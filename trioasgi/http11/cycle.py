@@ -140,7 +140,7 @@ class H11Cycle(RequestCycle):
     def _with_arrived_tail(self, body: bytes) -> Any:
         """After bytes that had already arrived were read: the whole body if they end it.
 
-        A body that a read of its head cut short (a 64 KiB upload after its
+        A body that a read of its head cut short (an upload of a read's size after its
         head) takes a second read; when that has arrived by the time the
         first part is handed over, it is read at once (no more than one
         message's worth, ``RECEIVE_SIZE``) and the app gets the body in one
