@@ -19,6 +19,13 @@ shell would), to count what an option costs. An HTTP/2 server (``-h2``, and
 the h2 floor) gets the same requests over HTTP/2 with prior knowledge, 10
 streams in flight on each connection, as in the ``h2-hello`` scenario.
 
+``--cache`` has callgrind simulate the caches as well (fixed sizes: a
+32 KiB first level, a 1 MiB last level) and adds the data misses per
+request in each: what makes the same instructions slower when a thousand
+connections' state no longer fits the cache::
+
+    python -m benchmarks.instructions --cache --connections 1000 --requests 20000
+
 ``--ws N`` counts N WebSocket echoes of the echo scenario's small message
 instead, over its 20 connections (trio-websocket clients in this process,
 each connection opened and warmed up before counting starts).
@@ -46,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,42 +76,59 @@ WARM_UP_MESSAGES = 10
 
 
 def instructions_per_request(
-    server: str, requests: int, extra: Sequence[str] = (), connections: int = CONNECTIONS
-) -> float:
-    """Run ``server`` under callgrind and count its instructions for ``requests`` requests."""
+    server: str,
+    requests: int,
+    extra: Sequence[str] = (),
+    connections: int = CONNECTIONS,
+    cache: bool = False,
+) -> dict[str, float]:
+    """Run ``server`` under callgrind: its events per request (``Ir``, the instructions;
+    with ``cache``, the simulated cache misses too) over ``requests`` requests."""
     h2 = SERVERS[server].protocol == H2C
-    with _under_callgrind(server, extra) as run:
+    with _under_callgrind(server, extra, cache) as run:
         url = f"http://127.0.0.1:{run.port}/"
         _h2load(url, max(WARM_UP_REQUESTS, connections), h2=h2, connections=connections)
         _callgrind_control("--instr=on", run.pid)
         _h2load(url, requests, h2=h2, connections=connections)
         _callgrind_control("--instr=off", run.pid)
-    return run.total / requests
+    return {event: count / requests for event, count in run.totals.items()}
 
 
-def instructions_per_message(server: str, messages: int, extra: Sequence[str] = ()) -> float:
-    """Run ``server`` under callgrind: its instructions per echo, over ``messages`` echoes."""
-    with _under_callgrind(server, extra) as run:
+def instructions_per_message(
+    server: str, messages: int, extra: Sequence[str] = (), cache: bool = False
+) -> dict[str, float]:
+    """Run ``server`` under callgrind: its events per echo, over ``messages`` echoes."""
+    with _under_callgrind(server, extra, cache) as run:
         trio.run(_echo_counted, run.port, messages, run.pid)
-    return run.total / messages
+    return {event: count / messages for event, count in run.totals.items()}
 
 
 @dataclass
 class _CallgrindRun:
     port: int
     pid: int
-    #: The instructions counted, known once the server has exited.
-    total: int = 0
+    #: The events counted (``Ir``: instructions), known once the server has exited.
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+#: The cache callgrind simulates with ``--cache``: a 32 KiB first-level data
+#: cache and, as its last level, a 1 MiB one (this machine's per-core L2; the
+#: L3 it would detect by itself is shared and 32 MiB). Fixed sizes, so the
+#: misses counted are the same on any machine.
+CACHE_SIM = ("--cache-sim=yes", "--D1=32768,8,64", "--I1=32768,8,64", "--LL=1048576,16,64")
 
 
 @contextlib.contextmanager
-def _under_callgrind(server: str, extra: Sequence[str]) -> Iterator[_CallgrindRun]:
+def _under_callgrind(
+    server: str, extra: Sequence[str], cache: bool = False
+) -> Iterator[_CallgrindRun]:
     """Run ``server`` under callgrind with counting off for the body of the ``with``."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
         argv = [
             *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
+            *(CACHE_SIM if cache else ()),
             f"--callgrind-out-file={out}",
             *SERVERS[server].command(port),
             *extra,
@@ -129,7 +153,7 @@ def _under_callgrind(server: str, extra: Sequence[str]) -> Iterator[_CallgrindRu
                 proc.kill()
                 proc.wait()
             log.close()
-        run.total = _total_instructions(out)
+        run.totals = _totals(out)
 
 
 async def _echo_counted(port: int, messages: int, pid: int) -> None:
@@ -181,13 +205,24 @@ def _callgrind_control(switch: str, pid: int) -> None:
     subprocess.run(["callgrind_control", switch, str(pid)], capture_output=True, check=True)
 
 
-def _total_instructions(out: Path) -> int:
-    # With --instr-atstart=no the totals are those of the counted part only
-    # (the "summary:" line near the top stays 0).
-    totals = re.findall(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
-    if not totals:
+def _totals(out: Path) -> dict[str, int]:
+    """Each event's count (``Ir``, and the cache misses when simulated), summed over the
+    output's parts.
+
+    With --instr-atstart=no the totals are those of the counted part only
+    (the "summary:" line near the top stays 0).
+    """
+    text = out.read_text()
+    events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+    totals = re.findall(r"^totals: ([\d ]+)$", text, re.MULTILINE)
+    if not events or not totals:
         raise RuntimeError("callgrind wrote no totals")
-    return sum(int(total) for total in totals)
+    names = events.group(1).split()
+    summed = dict.fromkeys(names, 0)
+    for line in totals:
+        for name, count in zip(names, line.split(), strict=False):
+            summed[name] += int(count)
+    return summed
 
 
 def main() -> None:
@@ -211,6 +246,12 @@ def main() -> None:
         help="count this many WebSocket echoes (trio-websocket clients) instead of requests",
     )
     parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="simulate the caches too: data misses per request in the first level "
+        "(32 KiB) and the last (1 MiB)",
+    )
+    parser.add_argument(
         "--server-args",
         default="",
         metavar="FLAGS",
@@ -227,17 +268,23 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown server {unknown[0]!r}; known: {', '.join(SERVERS)}")
     unit = "echoed message" if args.ws else "request"
-    print(f"| server | instructions per {unit} |\n|---|---:|")
+    columns = [f"instructions per {unit}"]
+    if args.cache:
+        columns += [f"D1 data misses per {unit}", f"last-level data misses per {unit}"]
+    print(f"| server | {' | '.join(columns)} |\n|---|{'---:|' * len(columns)}")
     for name in names:
         unavailable = SERVERS[name].unavailable()
         if unavailable:
             print(f"| {name} | {unavailable} |")
             continue
         if args.ws:
-            count = instructions_per_message(name, args.ws, extra)
+            per = instructions_per_message(name, args.ws, extra, args.cache)
         else:
-            count = instructions_per_request(name, args.requests, extra, args.connections)
-        print(f"| {name} | {count / 1000:,.1f}k |", flush=True)
+            per = instructions_per_request(name, args.requests, extra, args.connections, args.cache)
+        cells = [f"{per['Ir'] / 1000:,.1f}k"]
+        if args.cache:
+            cells += [f"{per['D1mr'] + per['D1mw']:,.0f}", f"{per['DLmr'] + per['DLmw']:,.0f}"]
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import loadgen, report, servers, wsload
 from .h2load import h2load_path
-from .scenarios import CPU, GROUPS, PER_CPU, SCENARIOS, Scenario, Settings
+from .scenarios import CPU, GROUPS, KERNEL_US, PER_CPU, SCENARIOS, USER_US, Scenario, Settings
 from .system import (
     SERVER_CORE,
     busy_seconds,
@@ -361,7 +361,8 @@ def _run_server(
             waited = server.wait_for_closes(fds_idle)
             if waited > 1:
                 _log(f"{tag}: waited {waited:.1f} s for it to close the last connections")
-            cpu_before, t0 = server.cpu_seconds(), time.monotonic()
+            (user_before, system_before), t0 = server.cpu_split(), time.monotonic()
+            cpu_before = user_before + system_before
             core_before = busy_seconds(SERVER_CORE)
             try:
                 sample = sc.run(server, settings)
@@ -379,15 +380,20 @@ def _run_server(
                 continue
             cpu = None
             if sample.window:
-                cpu_used = server.cpu_seconds() - cpu_before
+                user_after, system_after = server.cpu_split()
+                cpu_used = user_after + system_after - cpu_before
                 cpu = min(1.0, cpu_used / sample.window)
                 others = busy_seconds(SERVER_CORE) - core_before - cpu_used
                 sample.detail["others_on_server_core"] = max(0.0, others / sample.window)
                 if any(m.key == CPU.key for m in sc.metrics):
                     sample.values[CPU.key] = cpu * 100
+                first = sc.metrics[0].key
                 if cpu_used > 0 and any(m.key == PER_CPU.key for m in sc.metrics):
-                    first = sc.metrics[0].key
                     sample.values[PER_CPU.key] = sample.values[first] * sample.window / cpu_used
+                done = sample.values[first] * sample.window  # requests (or messages) served
+                if done > 0 and any(m.key == USER_US.key for m in sc.metrics):
+                    sample.values[USER_US.key] = (user_after - user_before) * 1e6 / done
+                    sample.values[KERNEL_US.key] = (system_after - system_before) * 1e6 / done
             m = report.Measurement(rnd, sample.values, sample.detail, sample.errors, cpu)
             results.add(sc.name, spec.name, m)
             shown = ", ".join(f"{k} {report._num(v)}" for k, v in sample.values.items())

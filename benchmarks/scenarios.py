@@ -212,6 +212,11 @@ _RSS = Metric("rss", "server peak RSS growth", "MiB", False, compare=False)
 # Work done per second of the server's own CPU time (filled in by run.py from
 # /proc): the figure that holds up when other processes steal the server's core.
 PER_CPU = Metric("per_cpu", "per server CPU-second", "/CPU-s", True)
+# Where the server's CPU time per request (or message) went, from /proc (filled
+# in by run.py): in its own code and the interpreter (user), or in the kernel
+# (system: the socket calls and what they wake). The profile's first split.
+USER_US = Metric("user_us", "server user CPU / request", "µs", False, compare=False)
+KERNEL_US = Metric("kernel_us", "server kernel CPU / request", "µs", False, compare=False)
 
 # The order they run in on each server: memory first, on a process that has not
 # yet been through the 1 GiB downloads and the 1,000-connection burst.
@@ -229,14 +234,14 @@ SCENARIOS: dict[str, Scenario] = {
             "hello",
             "hello world, {hello_connections} keep-alive connections",
             "hello world ({hello_connections} conns)",
-            (_RPS, PER_CPU, CPU),
+            (_RPS, PER_CPU, CPU, USER_US, KERNEL_US),
             _hello,
         ),
         Scenario(
             "post",
             "POST echo of a {post_size:,}-byte body, {hello_connections} connections",
             "POST 64 KiB echo",
-            (_RPS, PER_CPU, CPU),
+            (_RPS, PER_CPU, CPU, USER_US, KERNEL_US),
             _post,
         ),
         Scenario(
@@ -265,6 +270,8 @@ SCENARIOS: dict[str, Scenario] = {
                 Metric("timeouts", "timeouts", "requests", False, compare=False),
                 PER_CPU,
                 CPU,
+                USER_US,
+                KERNEL_US,
             ),
             _many,
         ),
@@ -272,7 +279,13 @@ SCENARIOS: dict[str, Scenario] = {
             "ws",
             "WebSocket echo of small messages, {ws_connections} connections",
             "WebSocket echo",
-            (Metric("mps", "messages/s", "msg/s", True), PER_CPU, CPU),
+            (
+                Metric("mps", "messages/s", "msg/s", True),
+                PER_CPU,
+                CPU,
+                Metric(USER_US.key, "server user CPU / message", "µs", False, compare=False),
+                Metric(KERNEL_US.key, "server kernel CPU / message", "µs", False, compare=False),
+            ),
             _ws,
         ),
         Scenario(

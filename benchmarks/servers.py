@@ -315,14 +315,19 @@ class RunningServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the tree so far: shows whether the server was the limit."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """User and system (kernel) CPU seconds of the tree so far."""
         ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
+        user = system = 0
         for pid in self.pids():
             with contextlib.suppress(OSError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 # utime and stime are fields 14 and 15 of stat(5); 12 and 13 after the ")".
-                total += int(fields[11]) + int(fields[12])
-        return total / ticks
+                user += int(fields[11])
+                system += int(fields[12])
+        return user / ticks, system / ticks
 
     def fd_count(self) -> int:
         """Open file descriptors of the tree: tells whether idle connections are still held."""

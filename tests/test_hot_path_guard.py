@@ -327,3 +327,29 @@ async def test_a_response_yields_on_the_connections_stack_not_the_apps() -> None
             await _one_request(client)
     assert len(depths.depths) >= REQUESTS
     assert max(depths.depths) <= MAX_IDLE_STACK_DEPTH, depths.depths
+
+
+#: A whole connection over a loopback socket, as the test below counts it:
+#: its task's steps from its start to its end, 3 when the request is there at
+#: its first look, 4 when it is not (6 when closing raised a Cancelled).
+MAX_CONNECTION_STEPS = 4
+
+
+async def test_a_connection_from_accept_to_close_takes_few_steps() -> None:
+    """Opening, one request, the client's EOF and the close: a few steps, one task.
+
+    Closing a plain socket takes no step of its own: ``trio.aclose_forcefully``
+    turns ``SocketStream.aclose``'s checkpoint into a raised and caught
+    ``Cancelled``, two more steps and an exception for every connection.
+    """
+    counter = StepCounter(_connection_task)
+    spawned: list[str] = []
+    counter.task_spawned = lambda task: spawned.append(task.name)  # type: ignore[method-assign]
+    async with running_server(hello, access_log=False) as server, counting(counter):
+        client = await server.connect()
+        await _one_request(client)
+        await client.aclose()
+    assert [name for name in spawned if name.endswith("_handle_connection")] == [
+        "trioasgi.serving.server.Server._handle_connection"
+    ]
+    assert counter.steps <= MAX_CONNECTION_STEPS

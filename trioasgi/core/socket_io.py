@@ -30,6 +30,21 @@ def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return stream.socket if type(stream) is trio.SocketStream else None
 
 
+async def close_stream(stream: trio.abc.Stream) -> None:
+    """Close ``stream`` at once, with no goodbye (a TLS close_notify is not waited for).
+
+    A plain socket is closed without a checkpoint: ``trio.aclose_forcefully``
+    would turn ``SocketStream.aclose``'s checkpoint into a raised and caught
+    ``Cancelled``, two scheduler steps and an exception for each connection,
+    at the end of a task that is about to end anyway.
+    """
+    sock = plain_socket(stream)
+    if sock is not None:
+        sock.close()
+    else:
+        await trio.aclose_forcefully(stream)
+
+
 def read_ready(sock: trio.socket.SocketType, max_bytes: int = RECEIVE_SIZE) -> bytes | None:
     """What has already arrived on a plain socket, without waiting: None if nothing has.
 

@@ -31,7 +31,7 @@ from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.error_responses import error_content
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
-from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_ready, read_socket
+from ..core.socket_io import RECEIVE_SIZE, close_stream, plain_socket, read_ready, read_socket
 from ..websocket.handshake import is_websocket_upgrade
 from ..websocket.session import WebSocketSession
 from .cycle import H11Cycle
@@ -384,7 +384,7 @@ class HTTPConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
             pass
         finally:
-            await trio.aclose_forcefully(stream)
+            await close_stream(stream)
 
     # -- reading ----------------------------------------------------------
 

@@ -47,7 +47,7 @@ from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
-from ..core.socket_io import RECEIVE_SIZE, plain_socket, read_socket
+from ..core.socket_io import RECEIVE_SIZE, close_stream, plain_socket, read_socket
 from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
 from .machine import bound_encoder_table, server_connection
@@ -155,7 +155,7 @@ class HTTP2Connection:
             # A bug here must cost this connection, never the server.
             logger.exception("HTTP/2 connection from %s failed", self.client)
         finally:
-            await trio.aclose_forcefully(self.stream)
+            await close_stream(self.stream)
 
     def _start(self) -> None:
         h2conn = self.h2
