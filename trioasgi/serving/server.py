@@ -403,12 +403,15 @@ def _accept_waiting(listening: trio.socket.SocketType, limit: int) -> list[trio.
     fd = listening.fileno()
     if fd == -1:
         return []
-    twin = socket.socket(fileno=fd)
+    # Family, type and protocol given: otherwise the socket module asks the
+    # kernel for them, three system calls for every burst.
+    twin = socket.socket(listening.family, listening.type, listening.proto, fileno=fd)
     accepted = []
     try:
-        # Already so (trio made it non-blocking); a default timeout set by
-        # the app must not make these accepts wait.
-        twin.setblocking(False)
+        if socket.getdefaulttimeout() is not None:
+            # A default timeout set by the app must not make these accepts
+            # wait; without one the descriptor stays as trio made it, non-blocking.
+            twin.setblocking(False)
         while len(accepted) < limit:
             try:
                 sock, _ = twin.accept()
