@@ -104,3 +104,27 @@ def test_busy_seconds_counts_up() -> None:
 )
 def test_streamed_download_size_from_the_query(query: bytes, size: int) -> None:
     assert apps._stream_size(query) == size
+
+
+def test_cpu_split_is_shown_but_not_compared() -> None:
+    """User and kernel µs per request explain a ratio; they are not a ratio themselves."""
+    hello = SCENARIOS["hello"]
+    split = [m for m in hello.metrics if m.key in ("user_us", "kernel_us")]
+    assert [m.key for m in split] == ["user_us", "kernel_us"]
+    assert not any(m.compare or m.higher_is_better for m in split)
+
+
+def test_callgrind_totals_by_event(tmp_path) -> None:
+    from benchmarks.instructions import _totals
+
+    out = tmp_path / "callgrind.out"
+    out.write_text(
+        "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
+        "fn=(1) main\n"
+        "totals: 1000 300 200 5 40 10 1 3 2\n"
+        "totals: 500 100 100 0 10 0 0 1 0\n"
+    )
+    totals = _totals(out)
+    assert totals["Ir"] == 1500
+    assert totals["D1mr"] + totals["D1mw"] == 60
+    assert totals["DLmr"] + totals["DLmw"] == 6
