@@ -178,12 +178,32 @@ class RequestCycle:
     async def _fail(self) -> None:
         """Answer 500 if nothing was sent yet; otherwise the response is cut short."""
         self.keep_alive = False
-        if not self._head_written and not self.disconnected:
-            self._response = COMPLETE
-            self.status = 500
-            self.body_bytes = await self.conn.send_error(500, "application error")
-            self._log_access()
+        await self._answer_error(500, "application error")
         self._set_response_complete()
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        """End a request whose body we will not read: answer ``status`` if we still can.
+
+        The app sees ``http.disconnect`` from here on and its ``send()`` raises.
+        """
+        if await self._answer_error(status, reason):
+            self._set_response_complete()
+        self._mark_disconnected()
+
+    async def _answer_error(self, status: int, reason: str) -> bool:
+        """A server-made error response instead of the app's, if nothing of that was sent.
+
+        Whether it was answered: not once the response's head may be on the
+        wire, nor to a client that has left.
+        """
+        if self._head_written or self.disconnected:
+            return False
+        self._response = COMPLETE
+        self.status = status
+        self._head_written = True
+        self.body_bytes = await self.conn.send_error(status, reason)
+        self._log_access()
+        return True
 
     # -- receive (the protocol's) -------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Sans-I/O: :class:`TrustedProxies` parses ``--forwarded-allow-ips`` and
 :func:`forwarded_client_and_scheme` reads one request's headers. The server
-asks :meth:`TrustedProxies.trusts_peer` once per connection, so a request from
+asks :func:`peer_is_trusted` once per connection, so a request from
 an untrusted peer (or with ``--no-proxy-headers``) costs nothing.
 
 The client is the rightmost address in the chain that is not a trusted proxy
@@ -93,6 +93,15 @@ class TrustedProxies:
                 self._verdicts.clear()
             self._verdicts[host] = verdict
         return verdict
+
+
+def peer_is_trusted(
+    proxies: TrustedProxies | None,
+    client: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
+) -> bool:
+    """Whether a new connection's proxy headers are believed (``proxies`` None: they are off)."""
+    return proxies is not None and proxies.trusts_peer(client, server)
 
 
 def forwarded_client_and_scheme(

@@ -13,7 +13,7 @@ while waiting for the first byte of a request, ``timeout_request_header`` from
 that byte to the end of the header block (on a new connection: from the
 accept), both as the deadline of one scope per connection, moved rather than
 re-entered for every request. Every request head then goes through
-``_strict.check_request``.
+``strict.check_request``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.error_responses import error_content
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
+from ..core.proxy import peer_is_trusted
 from ..core.socket_io import RECEIVE_SIZE, close_stream, plain_socket, read_ready, read_socket
 from ..websocket.handshake import is_websocket_upgrade
 from ..websocket.session import WebSocketSession
@@ -128,8 +129,7 @@ class HTTPConnection:
         self.tls = tls
         # Decided once per connection, so a request from an untrusted peer
         # (or with proxy headers off) pays nothing for the feature.
-        proxies = ctx.trusted_proxies
-        self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
+        self.proxy_trusted = peer_is_trusted(ctx.trusted_proxies, client, server)
         # h11.Connection, or the httptools parser behind the same interface.
         self.h11 = ctx.parsers.take()
         self.shutting_down = False
@@ -285,12 +285,7 @@ class HTTPConnection:
 
     async def _upgrade_to_http2(self, request: RequestHead, settings: bytes) -> bool:
         """Answer ``Upgrade: h2c`` with 101 and hand the request over as HTTP/2's stream 1."""
-        try:
-            end = self.h11.next_event()
-        except h11.RemoteProtocolError:
-            end = None
-        if type(end) is not h11.EndOfMessage:
-            await self._answer_error(400, "an h2c upgrade request cannot have a body", request)
+        if not await self._upgrade_has_no_body(request, "an h2c upgrade request"):
             return False
         try:
             await self.stream.send_all(SWITCHING_TO_H2C)
@@ -301,18 +296,27 @@ class HTTPConnection:
 
     async def _run_websocket(self, request: RequestHead) -> None:
         """Hand the connection over to a WebSocket session; it never comes back to HTTP."""
-        try:
-            end = self.h11.next_event()
-        except h11.RemoteProtocolError:
-            end = None
-        if type(end) is not h11.EndOfMessage:
-            # An upgrade request with a body: the WebSocket would start mid-body.
-            await self._answer_error(400, "a WebSocket upgrade request cannot have a body", request)
+        if not await self._upgrade_has_no_body(request, "a WebSocket upgrade request"):
             return
         self._websocket = WebSocketSession(self, request, bytes(self.h11.trailing_data[0]))
         if self.shutting_down:
             self._websocket.begin_shutdown()
         await self._websocket.run()
+
+    async def _upgrade_has_no_body(self, request: RequestHead, what: str) -> bool:
+        """Whether an upgrade request ends with its head; if not, it was answered 400.
+
+        The new protocol's bytes start where the request ends: after a body
+        they would start mid-body.
+        """
+        try:
+            end = self.h11.next_event()
+        except h11.RemoteProtocolError:
+            end = None
+        if type(end) is not h11.EndOfMessage:
+            await self._answer_error(400, f"{what} cannot have a body", request)
+            return False
+        return True
 
     async def _finish_request(self) -> bool:
         """After a response that may keep the connection: read what is left of the request.

@@ -190,19 +190,6 @@ class H11Cycle(RequestCycle):
             await self._refuse(exc.error_status_hint, str(exc))
             return None
 
-    async def _refuse(self, status: int, reason: str) -> None:
-        """End a request whose body we will not read: answer ``status`` if we still can, close.
-
-        The app sees ``http.disconnect`` from here on and its ``send()`` raises.
-        """
-        if not self._head_written and not self.disconnected:
-            self._response = _COMPLETE
-            self.status = status
-            self.body_bytes = await self.conn.send_error(status, reason)
-            self._log_access()
-            self._set_response_complete()
-        self._mark_disconnected()
-
     async def _receive_body_bytes(self) -> bool:
         """Read more of the body for a waiting app; False (after a 408) if it stalls."""
         timeout = self.conn.ctx.config.timeout_request_body
@@ -283,6 +270,8 @@ class H11Cycle(RequestCycle):
             if not await self._write(data, tail):
                 raise ClientDisconnected("the client has disconnected")
         if not more_body:
+            # _end_response, written out: this is every response's path, and
+            # the call would be one more per request.
             if h11conn.our_state is h11.MUST_CLOSE:
                 self.keep_alive = False
             if self._response_complete is not None:
@@ -321,12 +310,7 @@ class H11Cycle(RequestCycle):
         self._response = _COMPLETE
         if not await self._write(data):
             raise ClientDisconnected("the client has disconnected")
-        if h11conn.our_state is h11.MUST_CLOSE:
-            self.keep_alive = False
-        if self._response_complete is not None:
-            self._response_complete.set()
-        if self._measure:
-            self._log_access()
+        self._end_response()
 
     def _end_response(self) -> None:
         """The response's last bytes are out: keep-alive, waiters, access log."""

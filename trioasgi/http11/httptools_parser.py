@@ -8,7 +8,7 @@ the h11 parser's wrapper in ``_parsers`` also gives), so ``_http11`` and
 ``_http_cycle`` have one code path for both parsers. It is sans-I/O like h11.
 
 Strictness is not llhttp's alone: every request head goes through
-``_strict.check_request`` before anything else looks at it, as it does with
+``strict.check_request`` before anything else looks at it, as it does with
 h11 (token names, field values without control characters, method and
 target characters, one Host on HTTP/1.1, one Content-Length, ``chunked`` as
 the only transfer coding), and the head size and field count are limited
@@ -31,7 +31,7 @@ import httptools
 from ..asgi.request import RequestHead
 from .handover import PREFACE_HEAD, NotHTTP1
 from .strict import FieldFacts
-from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, WriterSide
 
 #: The most header fields llhttp may hand us before we refuse with 431
 #: (the server passes its ``limit_request_fields``).
@@ -62,7 +62,7 @@ class _Refused(Exception):
         self.status = status
 
 
-class HttptoolsConnection:
+class HttptoolsConnection(WriterSide):
     """A server-side HTTP/1.1 connection parsed by httptools, speaking h11's interface."""
 
     def __init__(
@@ -82,11 +82,7 @@ class HttptoolsConnection:
         # A list, not a deque: a deque preallocates ~600 bytes, and an idle
         # connection holds its parser for as long as it stays open.
         self._events: list[Any] = []
-        self._writer = writer = ResponseWriter(defaults)
-        self.send = writer.send
-        self.send_response = writer.send_response
-        self.send_body = writer.send_body
-        self.frame_file = writer.frame_file
+        super().__init__(defaults)
         self._their_state: Any = h11.IDLE
         self._expects_continue = False
         # The head being parsed.
@@ -100,19 +96,9 @@ class HttptoolsConnection:
 
     # -- h11.Connection's interface -----------------------------------------
 
-    def end_with_trailers(self, fields: Any) -> bytes:
-        return self._writer.end_with_trailers(fields)
-
-    @property
-    def our_state(self) -> Any:
-        return self._writer.our_state
-
     @property
     def their_state(self) -> Any:
-        state = self._their_state
-        if state is h11.DONE and not self._writer.keep_alive:
-            return h11.MUST_CLOSE
-        return state
+        return self._their_state_after_ours(self._their_state)
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
@@ -288,7 +274,7 @@ class HttptoolsConnection:
         Only feeds that began inside the head count, all of whose bytes are
         the head's: never more than its true size, and at most one read
         (the one it began in) less. The exact limit is applied to a complete
-        head, by ``_strict.check_request``; this one bounds what llhttp and
+        head, by ``strict.check_request``; this one bounds what llhttp and
         httptools hold of a head that never ends (a field with no end of line).
         """
         if self._head_began:
@@ -313,7 +299,7 @@ class HttptoolsConnection:
         if len(headers) >= self._max_fields:
             raise _Refused(f"more than {self._max_fields} header fields", 431)
         # llhttp strips the whitespace before a value, not after it. The
-        # characters are checked with the whole head, by _strict.check_request.
+        # characters are checked with the whole head, by strict.check_request.
         headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:

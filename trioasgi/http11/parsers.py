@@ -1,13 +1,13 @@
 """Chooses the HTTP/1.1 parser of a connection: h11, or httptools when asked for and installed.
 
 Both are used through the same interface, the part of ``h11.Connection``'s
-the connection code needs (see ``_httptools_parser``), with two differences:
-a request head comes as a ``_request_head.RequestHead`` rather than an
+the connection code needs (see ``httptools_parser``), with two differences:
+a request head comes as an ``asgi.request.RequestHead`` rather than an
 ``h11.Request``, and the connection calls ``begin_response`` once it has
-accepted a head (``_strict.check_request``'s facts of its fields say
-whether the client asked to close). Both write responses with
-``_http_writer.ResponseWriter``; ``send_response`` serializes a response
-head without building an ``h11.Response`` first.
+accepted a head (``strict.check_request``'s facts of its fields say
+whether the client asked to close). Both write responses through
+``writer.WriterSide``; ``send_response`` serializes a response head
+without building an ``h11.Response`` first.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from ..asgi.request import RequestHead
 from ..core.config import Config
 from .handover import NotHTTP1
 from .strict import FieldFacts
-from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, ResponseWriter
+from .writer import NO_DEFAULT_HEADERS, DefaultHeaders, WriterSide
 
 
-class H11Connection:
-    """h11 parses the requests; :class:`ResponseWriter` writes the responses.
+class H11Connection(WriterSide):
+    """h11 parses the requests; the writer (:class:`WriterSide`) writes the responses.
 
     h11's own ``send`` validates and rebuilds every response event twice and
     walks its state machine for each; the writer applies the same rules in
@@ -38,26 +38,12 @@ class H11Connection:
     def __init__(
         self, max_incomplete_event_size: int, defaults: DefaultHeaders = NO_DEFAULT_HEADERS
     ) -> None:
+        super().__init__(defaults)
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
-        self._writer = writer = ResponseWriter(defaults)
-        self.send = writer.send
-        self.send_response = writer.send_response
-        self.send_body = writer.send_body
-        self.frame_file = writer.frame_file
-
-    def end_with_trailers(self, fields: Any) -> bytes:
-        return self._writer.end_with_trailers(fields)
-
-    @property
-    def our_state(self) -> Any:
-        return self._writer.our_state
 
     @property
     def their_state(self) -> Any:
-        state = self._h11.their_state
-        if state is h11.DONE and not self._writer.keep_alive:
-            return h11.MUST_CLOSE
-        return state
+        return self._their_state_after_ours(self._h11.their_state)
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
@@ -81,7 +67,7 @@ class H11Connection:
         """
         conn = self._h11
         return (
-            not conn._receive_buffer  # h11 internals: see _request_head
+            not conn._receive_buffer  # h11 internals: see from_h11
             and not conn._receive_buffer_closed
             and conn.their_state is h11.IDLE
         )
@@ -131,7 +117,7 @@ class H11Connection:
             raise h11.LocalProtocolError("not in a reusable state")
         conn = self._h11
         # h11 never saw our response: its server side is told it is done
-        # (h11 internals, pinned like those in _request_head), then h11 checks
+        # (h11 internals, pinned like those in from_h11), then h11 checks
         # the client side and keeps any pipelined bytes where they are.
         conn._cstate.states[h11.SERVER] = h11.DONE
         conn.start_next_cycle()

@@ -488,3 +488,34 @@ def _status_line(status: int, reason: bytes | None) -> bytes:
 def _head(status: int, reason: bytes | None, lines: list[bytes]) -> bytes:
     """Status line and header block; the header lines are validated already."""
     return _status_line(status, reason) + b"".join(lines) + b"\r\n"
+
+
+class WriterSide:
+    """The response half of ``h11.Connection``'s interface, over a :class:`ResponseWriter`.
+
+    Both parsers' connection states (``parsers.H11Connection``,
+    ``httptools_parser.HttptoolsConnection``) are built on it: they differ in
+    how they read requests, not in how responses are written.
+    """
+
+    def __init__(self, defaults: DefaultHeaders = NO_DEFAULT_HEADERS) -> None:
+        self._writer = writer = ResponseWriter(defaults)
+        # Bound once: the request cycle calls them for every response.
+        self.send = writer.send
+        self.send_response = writer.send_response
+        self.send_body = writer.send_body
+        self.frame_file = writer.frame_file
+
+    def end_with_trailers(self, fields: Any) -> bytes:
+        return self._writer.end_with_trailers(fields)
+
+    @property
+    def our_state(self) -> Any:
+        return self._writer.our_state
+
+    def _their_state_after_ours(self, state: Any) -> Any:
+        """The client's state as h11 reports it: DONE is MUST_CLOSE once our response
+        has given up keep-alive."""
+        if state is h11.DONE and not self._writer.keep_alive:
+            return h11.MUST_CLOSE
+        return state

@@ -47,6 +47,7 @@ from ..asgi.context import ServerState
 from ..asgi.cycle import ServerResponse, log_server_response
 from ..asgi.request import RequestHead
 from ..core.logs import TRACE, logger
+from ..core.proxy import peer_is_trusted
 from ..core.socket_io import RECEIVE_SIZE, close_stream, plain_socket, read_socket
 from .cycle import H2Cycle
 from .flood import Flood, FloodMeter
@@ -93,8 +94,7 @@ class HTTP2Connection:
         self.server = server
         self.scheme = scheme
         self.tls = tls
-        proxies = ctx.trusted_proxies
-        self.proxy_trusted = proxies is not None and proxies.trusts_peer(client, server)
+        self.proxy_trusted = peer_is_trusted(ctx.trusted_proxies, client, server)
         config = ctx.config
         self.config = config
         self.h2 = server_connection(config)

@@ -125,17 +125,6 @@ class H2Cycle(RequestCycle):
             self._body_complete = True
         return {"type": "http.request", "body": body, "more_body": more}
 
-    async def _refuse(self, status: int, reason: str) -> None:
-        """End a request whose body we will not read: answer ``status`` if we still can."""
-        if not self._head_written and not self.disconnected:
-            self._response = _COMPLETE
-            self.status = status
-            self._head_written = True
-            self.body_bytes = await self.conn.send_error(status, reason)
-            self._log_access()
-            self._set_response_complete()
-        self._mark_disconnected()
-
     # -- send -----------------------------------------------------------------
 
     def _start_response(self, status: int, headers: Any) -> None:

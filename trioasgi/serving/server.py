@@ -32,6 +32,7 @@ from ..asgi.interface import adapt_interface
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..core.config import Config
 from ..core.logs import TRACE, logger
+from ..core.socket_io import close_stream
 from ..http2.connection import HTTP2Connection
 from ..http11.connection import HTTPConnection
 from .context import ServerContext
@@ -345,11 +346,11 @@ class Server:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 reason = exc.__cause__ or exc
                 logger.log(TRACE, "TLS handshake with %s failed: %s", client, reason)
-                await trio.aclose_forcefully(stream)
+                await close_stream(stream)
                 return None
         if timeout.cancelled_caught:
             logger.log(TRACE, "TLS handshake with %s timed out", client)
-            await trio.aclose_forcefully(stream)
+            await close_stream(stream)
             return None
         return tls_stream
 
