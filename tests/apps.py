@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
+
+import trio
 
 
 async def start(send: Any, status: int = 200, headers: list | None = None) -> None:
@@ -15,6 +18,21 @@ async def hello(scope: dict, receive: Any, send: Any) -> None:
         return  # no lifespan support: the server runs without it
     await start(send, 200, [(b"content-type", b"text/plain"), (b"content-length", b"5")])
     await send({"type": "http.response.body", "body": b"hello"})
+
+
+class HeldHello:
+    """Hello world, answered only once ``release`` is set; ``started`` says a request is in."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.release = trio.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.started.set()
+        await self.release.wait()
+        await hello(scope, receive, send)
 
 
 async def read_body(receive: Any) -> tuple[bytes, list[dict]]:
@@ -73,10 +91,6 @@ async def show_scope(scope: dict, receive: Any, send: Any) -> None:
 
 async def pid(scope: dict, receive: Any, send: Any) -> None:
     """Answers with the serving process's id; ``/slow`` sends its last byte after 0.5 s."""
-    import os
-
-    import trio
-
     if scope["type"] != "http":
         return
     body = str(os.getpid()).encode()

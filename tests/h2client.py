@@ -102,7 +102,31 @@ class H2Server:
         return self.conn.writer.unwritten()
 
 
-class H2Client:
+class _Reads:
+    """Bounded read loops over a client's ``receive()`` (False once the server has closed)."""
+
+    async def receive(self) -> bool:
+        raise NotImplementedError
+
+    async def until(self, done: Callable[[], bool], *, reads: int = 1000) -> None:
+        """Read until ``done()`` (checked before each read); fail if the server closes first."""
+        for _ in range(reads):
+            if done():
+                return
+            if not await self.receive():
+                assert done(), "the server closed the connection first"
+                return
+        raise AssertionError(f"not done after {reads} reads")
+
+    async def read_to_close(self, *, reads: int = 10_000) -> None:
+        """Read until the server closes the connection."""
+        for _ in range(reads):
+            if not await self.receive():
+                return
+        raise AssertionError(f"still open after {reads} reads")
+
+
+class H2Client(_Reads):
     """The client end: h2 in client mode, and the events the server's bytes made."""
 
     def __init__(self, stream: trio.abc.Stream, h2_settings: dict[int, int] | None = None) -> None:
@@ -217,23 +241,6 @@ class H2Client:
                 self.goaways.append(event)
         return events
 
-    async def until(self, done: Callable[[], bool], *, reads: int = 1000) -> None:
-        """Read until ``done()`` (checked before each read); fail if the server closes first."""
-        for _ in range(reads):
-            if done():
-                return
-            if not await self.receive():
-                assert done(), "the server closed the connection first"
-                return
-        raise AssertionError(f"not done after {reads} reads")
-
-    async def read_to_close(self, *, reads: int = 10_000) -> None:
-        """Read until the server closes the connection."""
-        for _ in range(reads):
-            if not await self.receive():
-                return
-        raise AssertionError(f"still open after {reads} reads")
-
     async def response(self, stream_id: int) -> tuple[int, bytes]:
         """The stream's complete response: status and body."""
         # A complete response may be followed by RST_STREAM NO_ERROR (the body unread).
@@ -271,7 +278,7 @@ async def start_pair(
     return server, client
 
 
-class RawClient:
+class RawClient(_Reads):
     """A client of raw frames (hyperframe, hpack): it may break every rule h2 would keep.
 
     It answers the server's SETTINGS (so they take effect) and, unless
@@ -379,21 +386,6 @@ class RawClient:
         elif isinstance(frame, PingFrame) and "ACK" not in frame.flags and self.answer_pings:
             return [PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"])]
         return []
-
-    async def until(self, done: Callable[[], bool], *, reads: int = 1000) -> None:
-        for _ in range(reads):
-            if done():
-                return
-            if not await self.receive():
-                assert done(), "the server closed the connection first"
-                return
-        raise AssertionError(f"not done after {reads} reads")
-
-    async def read_to_close(self, *, reads: int = 10_000) -> None:
-        for _ in range(reads):
-            if not await self.receive():
-                return
-        raise AssertionError(f"still open after {reads} reads")
 
     def status(self, stream_id: int) -> int:
         return int(dict(self.headers[stream_id])[b":status"])

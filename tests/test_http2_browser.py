@@ -12,32 +12,18 @@ The certificate is a throwaway one that Chromium is told to accept.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import trio
 import trustme
 
+from tests.browser import browse_until, needs_chromium
 from tests.conftest import running_server
 from tests.http2_gate import needs_http2
 
-CHROMIUM = next(
-    (
-        path
-        for path in ("/usr/bin/chromium", shutil.which("chromium"))
-        if path and os.access(path, os.X_OK)
-    ),
-    None,
-)
-
 pytestmark = [
     needs_http2,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')"
-    ),
+    needs_chromium,
 ]
 
 PAGE = b"""<!doctype html>
@@ -122,36 +108,8 @@ async def test_chromium_loads_over_h2_and_its_websocket_goes_over_h2(tmp_path: P
         "ssl_keyfile": str(tmp_path / "server.key"),
     }
     async with running_server(app, **tls) as server:
-        command = [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--ignore-certificate-errors",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"https://127.0.0.1:{server.port}/",
-        ]
-        async with trio.open_nursery() as nursery:
-            browser = await nursery.start(
-                lambda task_status: trio.run_process(
-                    command,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                    task_status=task_status,
-                )
-            )
-            try:
-                with trio.fail_after(60):
-                    await reported.wait()
-            finally:
-                browser.terminate()
+        url = f"https://127.0.0.1:{server.port}/"
+        await browse_until(url, tmp_path / "profile", reported, "--ignore-certificate-errors")
     assert result["navigation"] == "h2"
     assert result.get("error") is None
     assert result["echo"] == "hello over h2"

@@ -42,15 +42,8 @@ async def test_graceful_shutdown_finishes_the_stream_in_flight() -> None:
     """The real server stopped while a stream runs: GOAWAY with 2^31-1, then (the PING
     answered) the final GOAWAY naming that stream, whose response still arrives; then the
     connection closes and serve() returns."""
-    started = trio.Event()
-    release = trio.Event()
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        started.set()
-        await release.wait()
-        await apps.hello(scope, receive, send)
+    app = apps.HeldHello()
+    started, release = app.started, app.release
 
     async with running_server(app, expect_idle=False) as server:
         client = RawClient(await server.connect())

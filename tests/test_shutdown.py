@@ -76,15 +76,8 @@ async def test_idle_keep_alive_connections_close_at_once() -> None:
 
 
 async def test_in_flight_request_finishes_with_connection_close() -> None:
-    started = trio.Event()
-    release = trio.Event()
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        started.set()
-        await release.wait()
-        await apps.hello(scope, receive, send)
+    app = apps.HeldHello()
+    started, release = app.started, app.release
 
     async with running_server(app, timeout_graceful_shutdown=HOUR) as server:
         stream = await server.connect()

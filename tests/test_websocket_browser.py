@@ -7,27 +7,13 @@ with an HTTP request back to the server; the test waits for that report.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
-import pytest
 import trio
 
+from tests.browser import browse_until, needs_chromium
 from tests.conftest import running_server
 
-CHROMIUM = next(
-    (
-        path
-        for path in ("/usr/bin/chromium", shutil.which("chromium"))
-        if path and os.access(path, os.X_OK)
-    ),
-    None,
-)
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (Debian package 'chromium')"
-)
+pytestmark = needs_chromium
 
 PAGE = b"""<!doctype html>
 <html><body><script>
@@ -96,34 +82,7 @@ async def test_chromium_exchanges_messages(tmp_path) -> None:
         await send({"type": "http.response.body", "body": page})
 
     async with running_server(app) as server:
-        command = [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path}",
-            f"{server.url}/",
-        ]
-        async with trio.open_nursery() as nursery:
-            browser = await nursery.start(
-                lambda task_status: trio.run_process(
-                    command,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                    task_status=task_status,
-                )
-            )
-            try:
-                with trio.fail_after(60):
-                    await reported.wait()
-            finally:
-                browser.terminate()
+        await browse_until(f"{server.url}/", tmp_path, reported)
     assert result["seen"] == ["hello", "bytes:1,2,3", "long:100000"]
     assert result["code"] == 4000
     assert result["protocol"] == "chat"
