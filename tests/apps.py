@@ -35,6 +35,42 @@ class HeldHello:
         await hello(scope, receive, send)
 
 
+class PieceByPiece:
+    """A streamed response whose rest is sent only once ``client_has_first`` is set.
+
+    ``read`` is the client's side: it reads a streamed httpx response and
+    sets the event once the first piece is in.
+    """
+
+    first = b"first piece;"
+    rest = [b"piece %d;" % i for i in range(20)]
+
+    def __init__(self) -> None:
+        self.client_has_first = trio.Event()
+
+    @property
+    def whole(self) -> bytes:
+        return self.first + b"".join(self.rest)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await start(send, 200, [(b"content-type", b"text/plain")])
+        await send({"type": "http.response.body", "body": self.first, "more_body": True})
+        await self.client_has_first.wait()
+        for piece in self.rest:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def read(self, response: Any) -> bytes:
+        received = b""
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if len(received) >= len(self.first):
+                self.client_has_first.set()
+        return received
+
+
 async def read_body(receive: Any) -> tuple[bytes, list[dict]]:
     """The whole request body, and every message it came in."""
     messages = []

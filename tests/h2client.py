@@ -103,10 +103,25 @@ class H2Server:
 
 
 class _Reads:
-    """Bounded read loops over a client's ``receive()`` (False once the server has closed)."""
+    """Reading a client's stream: one read, and bounded loops over its ``receive()``."""
+
+    stream: trio.abc.Stream
+    #: The server has closed the connection (or it broke).
+    closed: bool
 
     async def receive(self) -> bool:
+        """Read once and handle what arrived; False once the server has closed."""
         raise NotImplementedError
+
+    async def _read_once(self) -> bytes:
+        """One read; ``b""`` (and ``closed`` set) at EOF or once the stream broke."""
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.closed = True
+        return data
 
     async def until(self, done: Callable[[], bool], *, reads: int = 1000) -> None:
         """Read until ``done()`` (checked before each read); fail if the server closes first."""
@@ -206,12 +221,8 @@ class H2Client(_Reads):
 
     async def receive(self) -> bool:
         """Read once and feed h2; False at EOF."""
-        try:
-            data = await self.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
+        data = await self._read_once()
         if not data:
-            self.closed = True
             return False
         self.feed(data)
         await self.flush()  # acknowledgements, WINDOW_UPDATEs
@@ -340,12 +351,8 @@ class RawClient(_Reads):
 
     async def receive(self) -> bool:
         """Read once; parse and answer what arrived. False at EOF."""
-        try:
-            data = await self.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
+        data = await self._read_once()
         if not data:
-            self.closed = True
             return False
         self._buffer += data
         answers = []

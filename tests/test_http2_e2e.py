@@ -162,33 +162,16 @@ async def test_a_large_request_body_is_echoed(transport: str, certs: Certs) -> N
 
 async def test_a_streamed_response_arrives_piece_by_piece(transport: str, certs: Certs) -> None:
     """The app sends the rest only once the client has read the first piece."""
-    first = b"first piece;"
-    rest = [b"piece %d;" % i for i in range(20)]
-    client_has_first = trio.Event()
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await apps.start(send, 200, [(b"content-type", b"text/plain")])
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        await client_has_first.wait()
-        for piece in rest:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-
-    received = b""
+    app = apps.PieceByPiece()
     async with serving(app, transport, certs) as target:
         with trio.fail_after(BOUND):
             async with target.client.stream("GET", f"{target.base_url}/stream") as response:
-                async for chunk in response.aiter_bytes():
-                    received += chunk
-                    if len(received) >= len(first):
-                        client_has_first.set()
+                received = await app.read(response)
     assert response.http_version == "HTTP/2"
     # HTTP/2 frames the body itself: no chunked coding, no connection-specific header.
     assert "transfer-encoding" not in response.headers
     assert "connection" not in response.headers
-    assert received == first + b"".join(rest)
+    assert received == app.whole
 
 
 async def _curl(*args: str) -> str:

@@ -144,22 +144,8 @@ async def test_request_through_caddy_reaches_the_app_over_h2c(tmp_path: Path) ->
 
 async def test_a_streamed_response_passes_through_caddy(tmp_path: Path) -> None:
     """The app sends the rest only once the client, behind Caddy, has read the first piece."""
-    first = b"first piece;"
-    rest = [b"piece %d;" % i for i in range(20)]
-    client_has_first = trio.Event()
+    app = apps.PieceByPiece()
     seen: list[dict] = []
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await apps.start(send, 200, [(b"content-type", b"text/plain")])
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        await client_has_first.wait()
-        for piece in rest:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-
-    received = b""
     async with (
         running_server(recording(app, seen)) as server,
         caddy(tmp_path, server.port) as url,
@@ -167,12 +153,9 @@ async def test_a_streamed_response_passes_through_caddy(tmp_path: Path) -> None:
     ):
         with trio.fail_after(BOUND):
             async with client.stream("GET", f"{url}/stream") as response:
-                async for chunk in response.aiter_bytes():
-                    received += chunk
-                    if len(received) >= len(first):
-                        client_has_first.set()
+                received = await app.read(response)
     assert response.status_code == 200
-    assert received == first + b"".join(rest)
+    assert received == app.whole
     assert [scope["http_version"] for scope in seen] == ["2"]
 
 
