@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -336,3 +337,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="run the connection fuzzer with N random examples instead of the fixed default set",
     )
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The server's loggers as they were: for a test that configures logging as the CLI does."""
+    names = ("trioasgi", "trioasgi.error", "trioasgi.access")
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for lg, (handlers, level, propagate, disabled) in zip(loggers, saved, strict=True):
+        lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled

@@ -20,18 +20,6 @@ from trioasgi.asgi import cycle
 from trioasgi.asgi.interface import ASGI2Adapter, adapt_interface, looks_like_asgi3
 from trioasgi.core.logs import access_logger, configure_logging
 
-
-@pytest.fixture
-def restore_logging():
-    loggers = [
-        logging.getLogger(name) for name in ("trioasgi", "trioasgi.error", "trioasgi.access")
-    ]
-    saved = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    yield
-    for lg, (handlers, level, propagate, disabled) in zip(loggers, saved, strict=True):
-        lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
-
-
 # -- default headers --------------------------------------------------------
 
 

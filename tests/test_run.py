@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import signal
 import subprocess
@@ -35,16 +34,8 @@ if __name__ == "__main__":
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """run() sets up logging as the command line does; the other tests need theirs back."""
-    loggers = [
-        logging.getLogger(name) for name in ("trioasgi", "trioasgi.error", "trioasgi.access")
-    ]
-    saved = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    yield
-    for lg, (handlers, level, propagate, disabled) in zip(loggers, saved, strict=True):
-        lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
+# run() sets up logging as the command line does; the other tests need theirs back.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def start_script(tmp_path: Path, source: str) -> subprocess.Popen:

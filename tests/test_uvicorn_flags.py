@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import signal
@@ -51,16 +50,6 @@ def test_loop_is_refused_in_one_sentence(capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--loop does not apply: trio-asgi runs on trio's own event loop" in err
-
-
-@pytest.fixture
-def restore_logging():
-    names = ("trioasgi", "trioasgi.error", "trioasgi.access")
-    loggers = [logging.getLogger(name) for name in names]
-    saved = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    yield
-    for lg, (handlers, level, propagate, disabled) in zip(loggers, saved, strict=True):
-        lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
 
 
 @pytest.mark.usefixtures("restore_logging")
