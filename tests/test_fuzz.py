@@ -15,10 +15,12 @@ import re
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import MemoryConnection, socket_stream_pair
+from tests.fuzzing import deliveries as split_deliveries
+from tests.fuzzing import fuzz_settings
 from tests.malformed import MALFORMED_REQUESTS
 
 VALID_REQUESTS = [
@@ -72,14 +74,8 @@ def hostile_inputs(draw) -> bytes:
     return data
 
 
-@st.composite
-def deliveries(draw) -> tuple[list[bytes], list[float], bool]:
-    """The input split into pieces, the (virtual) pause before each, and whether to FIN."""
-    data = draw(hostile_inputs())
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=5)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    pauses = [draw(st.sampled_from([0, 0, 0.5, 3, 6, 12])) for _ in pieces]
-    return pieces, pauses, draw(st.booleans())
+def deliveries() -> st.SearchStrategy[tuple[list[bytes], list[float], bool]]:
+    return split_deliveries(hostile_inputs(), [0, 0, 0.5, 3, 6, 12])
 
 
 class FuzzApp:
@@ -164,28 +160,10 @@ async def _run_one(
     assert ok <= len(app.methods) <= ok + 1, (statuses, app.methods)
 
 
-def _fuzz_settings(request_examples: int | None):
-    if request_examples:
-        return settings(
-            max_examples=request_examples,
-            deadline=None,
-            derandomize=False,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-    return settings(
-        max_examples=300,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-
-
 def test_fuzz_connection(request: pytest.FixtureRequest) -> None:
     examples = request.config.getoption("--fuzz-examples")
 
-    @_fuzz_settings(examples)
+    @fuzz_settings(examples, 300)
     @given(deliveries(), st.sampled_from([None, None, 4, 100]), st.booleans())
     def check(delivery, body_limit, over_socket) -> None:
         pieces, pauses, fin = delivery

@@ -26,10 +26,12 @@ import trio
 import trio.testing
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, Frame, HeadersFrame
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import socket_stream_pair
+from tests.fuzzing import deliveries as split_deliveries
+from tests.fuzzing import fuzz_settings
 from tests.h2client import H2Server
 from trioasgi.core.socket_io import RECEIVE_SIZE
 from trioasgi.http2.connection import CLOSE_WRITE_SECONDS
@@ -196,14 +198,8 @@ def client_streams(draw) -> bytes:
     return b"".join(frames)
 
 
-@st.composite
-def deliveries(draw) -> tuple[list[bytes], list[float], bool]:
-    """The input split into pieces, the (virtual) pause before each, and whether to FIN."""
-    data = draw(client_streams())
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=5)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    pauses = [draw(st.sampled_from([0, 0, 0, 0.5, 3, 6, 12])) for _ in pieces]
-    return pieces, pauses, draw(st.booleans())
+def deliveries() -> st.SearchStrategy[tuple[list[bytes], list[float], bool]]:
+    return split_deliveries(client_streams(), [0, 0, 0, 0.5, 3, 6, 12])
 
 
 async def fuzz_app(scope, receive, send) -> None:
@@ -335,16 +331,6 @@ async def _run_one(
     check_frames(bytes(received))
 
 
-def _fuzz_settings(examples: int | None):
-    return settings(
-        max_examples=examples or 150,
-        deadline=None,
-        derandomize=not examples,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-
-
 def test_fuzz_http2_connection(request: pytest.FixtureRequest) -> None:
     """Mutated client byte streams: valid frames out, bounded buffers, no failure, an end."""
     examples = request.config.getoption("--fuzz-examples")
@@ -352,7 +338,7 @@ def test_fuzz_http2_connection(request: pytest.FixtureRequest) -> None:
     server_logger = logging.getLogger("trioasgi")
     server_logger.addHandler(failures)
 
-    @_fuzz_settings(examples)
+    @fuzz_settings(examples, 150)
     @given(deliveries(), st.sampled_from([None, None, 4, 100]), st.booleans())
     def check(delivery, body_limit, over_socket) -> None:
         pieces, pauses, fin = delivery

@@ -16,10 +16,11 @@ import struct
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import MemoryConnection
+from tests.fuzzing import deliveries, fuzz_settings
 from tests.test_websocket_frames import BINARY, CLOSE, PING, PONG, TEXT, UPGRADE, frame
 from tests.ws_apps import echo_app
 
@@ -46,8 +47,8 @@ SEEDS = [
 
 
 @st.composite
-def client_bytes(draw: st.DrawFn) -> tuple[list[bytes], list[float], bool]:
-    """Seeds joined and mutated, cut into pieces delivered with virtual pauses."""
+def mutated_seeds(draw: st.DrawFn) -> bytes:
+    """Seeds joined and mutated."""
     data = bytearray(b"".join(draw(st.lists(st.sampled_from(SEEDS), min_size=1, max_size=5))))
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["flip", "insert", "delete", "random"]))
@@ -60,10 +61,12 @@ def client_bytes(draw: st.DrawFn) -> tuple[list[bytes], list[float], bool]:
             del data[at : at + draw(st.integers(1, 8))]
         elif kind == "random":
             data += draw(st.binary(max_size=64))
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
-    pieces = [bytes(data[a:b]) for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    pauses = [draw(st.sampled_from([0, 0, 1, 30])) for _ in pieces]
-    return pieces, pauses, draw(st.booleans())
+    return bytes(data)
+
+
+def client_bytes() -> st.SearchStrategy[tuple[list[bytes], list[float], bool]]:
+    """Mutated seeds, cut into pieces delivered with virtual pauses."""
+    return deliveries(mutated_seeds(), [0, 0, 1, 30], max_cuts=4)
 
 
 def server_frames(data: bytes) -> list[tuple[int, bytes]]:
@@ -115,13 +118,7 @@ async def _run_one(pieces: list[bytes], pauses: list[float], fin: bool) -> None:
 def test_fuzz_websocket_session(request: pytest.FixtureRequest) -> None:
     examples = request.config.getoption("--fuzz-examples")
 
-    @settings(
-        max_examples=examples or 200,
-        deadline=None,
-        derandomize=not examples,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
+    @fuzz_settings(examples, 200)
     @given(client_bytes())
     def check(delivery) -> None:
         pieces, pauses, fin = delivery
